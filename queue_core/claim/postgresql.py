@@ -1,0 +1,124 @@
+"""The PostgreSQL claim statements, one per strategy.
+
+Why they are shaped this way (the pattern River, Oban, GoodJob and pgqueuer use):
+
+* A CTE picks ids ``... ORDER BY ... LIMIT :limit FOR UPDATE SKIP LOCKED``: concurrent workers
+  skip rows another claim has locked instead of waiting for it, and never pick the same row.
+* The CTE is ``MATERIALIZED``: an optimisation fence, so the planner cannot fold it into the
+  UPDATE and lock or update more rows than LIMIT allows.
+* ``UPDATE ... FROM picked ... RETURNING`` claims the batch in the same statement.
+* Each ORDER BY matches a partial index over queued rows, so a claim reads a few index entries
+  whatever the size of the table.
+* Capability matching (CONTRACT §5) uses jsonb containment per requirement key: ``@>`` is
+  scalar equality, list membership (an array contains a primitive at the top level) and list
+  inclusion; objects must contain each other, i.e. be equal.
+* RETURNING gives rows in no particular order; the caller sorts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from queue_core.states import SchedulingStrategy
+
+CAPABILITY_MATCH = """(
+        t.compatibility = '{}'::jsonb
+        OR NOT EXISTS (
+            SELECT 1 FROM jsonb_each(t.compatibility) AS req
+            WHERE NOT coalesce(
+                (CAST(:capabilities AS jsonb) -> req.key) @> req.value
+                AND (jsonb_typeof(req.value) <> 'object'
+                     OR req.value @> (CAST(:capabilities AS jsonb) -> req.key)),
+                false)
+        )
+    )"""
+
+RETURNED_COLUMNS = """q.id, q.type, q.payload, q.priority, q.attempts, q.max_attempts,
+    q.lease_token, q.timeout_seconds, q.run_after_utc, q.lease_until_utc, q.cancel_requested,
+    q.wr_key"""
+
+_CLAIM = """
+WITH picked AS MATERIALIZED (
+    SELECT t.id FROM task_queue AS t
+    WHERE t.status = 'queued'
+      AND t.run_after_utc <= :now{extra}
+      AND t.type = ANY(CAST(:types AS text[]))
+      AND {capability_match}
+    ORDER BY {order}
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE task_queue AS q
+SET status = 'leased',
+    attempts = q.attempts + 1,
+    lease_token = q.lease_token + 1,
+    locked_by = :worker_id,
+    lease_until_utc = :lease_until,
+    reserved_at_utc = :now,
+    processing_started_utc = :now,
+    updated_at_utc = :now
+FROM picked
+WHERE q.id = picked.id
+RETURNING {returned}
+"""
+
+
+def _claim(order: str, extra: str = "") -> str:
+    return _CLAIM.format(
+        order=order, extra=extra, capability_match=CAPABILITY_MATCH, returned=RETURNED_COLUMNS
+    )
+
+
+CLAIM_SQL = {
+    # Oldest due first (ix_task_queue_due_fifo).
+    SchedulingStrategy.FIFO: _claim("t.run_after_utc, t.id"),
+    # Newest due first (ix_task_queue_due_fifo, walked backwards).
+    SchedulingStrategy.LIFO: _claim("t.run_after_utc DESC, t.id DESC"),
+    # Lowest priority value, then oldest due (ix_task_queue_due_priority).
+    SchedulingStrategy.PRIORITY: _claim("t.priority, t.run_after_utc, t.id"),
+    # Smallest race key first (ix_task_queue_due_weighted); see weighted.py.
+    SchedulingStrategy.WEIGHTED_RANDOM: _claim(
+        "t.wr_key", extra="\n      AND t.wr_key IS NOT NULL"
+    ),
+}
+
+PROMOTE_SELECT_SQL = """
+SELECT id, priority FROM task_queue
+WHERE status = 'queued' AND wr_key IS NULL AND run_after_utc <= :now
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+"""
+
+# Reading the clock FOR UPDATE serialises weighted_random claims with each other (and only
+# them): the clock must advance in claim order for the race to stay exact.
+READ_CLOCK_SQL = "SELECT vtime FROM task_queue_clock WHERE id = 1 FOR UPDATE"
+
+ADVANCE_CLOCK_SQL = """
+INSERT INTO task_queue_clock (id, vtime) VALUES (1, :vtime)
+ON CONFLICT (id) DO UPDATE SET vtime = greatest(task_queue_clock.vtime, excluded.vtime)
+"""
+
+
+def encode_types(types: Sequence[str]) -> list[str]:
+    """The worker's types as a list, bound as ``text[]``."""
+    return list(types)
+
+
+# Leased tasks whose lease ran out. SKIP LOCKED: two rescuers split the work instead of
+# queueing behind each other, and a row a worker is completing right now is left alone.
+EXPIRED_SELECT_SQL = """
+SELECT id, lease_token, locked_by, attempts, max_attempts, cancel_requested
+FROM task_queue
+WHERE status = 'leased' AND lease_until_utc < :now
+ORDER BY lease_until_utc
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+"""
+
+HELD_BY_SELECT_SQL = """
+SELECT id, lease_token, locked_by, attempts, max_attempts, cancel_requested
+FROM task_queue
+WHERE status = 'leased' AND locked_by = :worker_id
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+"""

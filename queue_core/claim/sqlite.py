@@ -1,0 +1,149 @@
+"""The SQLite claim statements, one per strategy.
+
+Why they are shaped this way:
+
+* SQLite has one writer at a time and the caller runs these under ``BEGIN IMMEDIATE``, so the
+  inner SELECT and the UPDATE see the same rows: no SKIP LOCKED is needed, and no two workers
+  can pick the same task. ``UPDATE ... WHERE id IN (SELECT ... LIMIT :limit) RETURNING`` is one
+  atomic statement that claims a whole batch (RETURNING needs SQLite 3.35; ``UPDATE ... LIMIT``
+  is a compile-time option Windows builds may lack, so it is not used).
+* ``INDEXED BY`` pins the partial index that holds the strategy's order, so the planner cannot
+  trade it for ``ix_task_queue_status_type`` plus a sort of every queued row. The claim then
+  reads index entries in order and stops after ``:limit`` matches.
+* Types arrive as one JSON array (``json_each``) so the statement text, and SQLAlchemy's
+  compiled cache entry, is the same whatever the number of types.
+* Capability matching (CONTRACT §5) runs in SQL with JSON1. Tasks without requirements are
+  stored as the exact text ``{}`` and skip the JSON work.
+* RETURNING gives rows in no particular order; the caller sorts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from queue_core.states import SchedulingStrategy
+
+
+def _same_scalar(a: str, b: str) -> str:
+    # Same JSON scalar: equal atoms of the same JSON type, integers and reals being one type.
+    return (
+        f"({a}.atom IS {b}.atom AND ({a}.type = {b}.type"
+        f" OR ({a}.type IN ('integer', 'real') AND {b}.type IN ('integer', 'real'))))"
+    )
+
+
+CAPABILITY_MATCH = f"""(
+        t.compatibility = '{{}}'
+        OR NOT EXISTS (
+            SELECT 1 FROM json_each(t.compatibility) AS req
+            WHERE NOT EXISTS (
+                SELECT 1 FROM json_each(:capabilities) AS cap
+                WHERE cap.key = req.key AND (
+                    -- equal scalars
+                    (req.type NOT IN ('array', 'object') AND {_same_scalar("cap", "req")})
+                    -- the worker's list holds the task's scalar
+                    OR (req.type NOT IN ('array', 'object') AND cap.type = 'array'
+                        AND EXISTS (SELECT 1 FROM json_each(cap.value) AS v
+                                    WHERE {_same_scalar("v", "req")}))
+                    -- the worker's list holds every element of the task's list
+                    OR (req.type = 'array' AND cap.type = 'array'
+                        AND NOT EXISTS (
+                            SELECT 1 FROM json_each(req.value) AS r
+                            WHERE NOT EXISTS (SELECT 1 FROM json_each(cap.value) AS v
+                                              WHERE {_same_scalar("v", "r")})))
+                    -- equal objects
+                    OR (req.type = 'object' AND cap.type = 'object'
+                        AND json(cap.value) = json(req.value))
+                )
+            )
+        )
+    )"""
+
+RETURNED_COLUMNS = """id, type, payload, priority, attempts, max_attempts, lease_token,
+    timeout_seconds, run_after_utc, lease_until_utc, cancel_requested, wr_key"""
+
+_CLAIM = """
+UPDATE task_queue
+SET status = 'leased',
+    attempts = attempts + 1,
+    lease_token = lease_token + 1,
+    locked_by = :worker_id,
+    lease_until_utc = :lease_until,
+    reserved_at_utc = :now,
+    processing_started_utc = :now,
+    updated_at_utc = :now
+WHERE id IN (
+    SELECT t.id FROM task_queue AS t INDEXED BY {index}
+    WHERE t.status = 'queued'
+      AND t.run_after_utc <= :now{extra}
+      AND t.type IN (SELECT value FROM json_each(:types))
+      AND {capability_match}
+    ORDER BY {order}
+    LIMIT :limit
+)
+RETURNING {returned}
+"""
+
+
+def _claim(index: str, order: str, extra: str = "") -> str:
+    return _CLAIM.format(
+        index=index,
+        order=order,
+        extra=extra,
+        capability_match=CAPABILITY_MATCH,
+        returned=RETURNED_COLUMNS,
+    )
+
+
+CLAIM_SQL = {
+    # Oldest due first: due time, then insertion order.
+    SchedulingStrategy.FIFO: _claim("ix_task_queue_due_fifo", "t.run_after_utc, t.id"),
+    # Newest due first: the same index walked backwards from :now.
+    SchedulingStrategy.LIFO: _claim("ix_task_queue_due_fifo", "t.run_after_utc DESC, t.id DESC"),
+    # Lowest priority value, then oldest due.
+    SchedulingStrategy.PRIORITY: _claim(
+        "ix_task_queue_due_priority", "t.priority, t.run_after_utc, t.id"
+    ),
+    # Smallest race key first; see queue_core/claim/weighted.py for why this is exact.
+    SchedulingStrategy.WEIGHTED_RANDOM: _claim(
+        "ix_task_queue_due_weighted", "t.wr_key", extra="\n      AND t.wr_key IS NOT NULL"
+    ),
+}
+
+# Due tasks that have no race key yet (delayed, backed off, released, retried).
+PROMOTE_SELECT_SQL = """
+SELECT id, priority FROM task_queue INDEXED BY ix_task_queue_unkeyed
+WHERE status = 'queued' AND wr_key IS NULL AND run_after_utc <= :now
+LIMIT :limit
+"""
+
+READ_CLOCK_SQL = "SELECT vtime FROM task_queue_clock WHERE id = 1"
+
+ADVANCE_CLOCK_SQL = """
+INSERT INTO task_queue_clock (id, vtime) VALUES (1, :vtime)
+ON CONFLICT (id) DO UPDATE SET vtime = max(vtime, excluded.vtime)
+"""
+
+
+def encode_types(types: Sequence[str]) -> str:
+    """The worker's types as one JSON array, read by ``json_each(:types)``."""
+    return orjson.dumps(list(types)).decode()
+
+
+# Leased tasks whose lease ran out; the caller's BEGIN IMMEDIATE already excludes everyone.
+EXPIRED_SELECT_SQL = """
+SELECT id, lease_token, locked_by, attempts, max_attempts, cancel_requested
+FROM task_queue INDEXED BY ix_task_queue_lease_until
+WHERE status = 'leased' AND lease_until_utc < :now
+ORDER BY lease_until_utc
+LIMIT :limit
+"""
+
+HELD_BY_SELECT_SQL = """
+SELECT id, lease_token, locked_by, attempts, max_attempts, cancel_requested
+FROM task_queue INDEXED BY ix_task_queue_lease_until
+WHERE status = 'leased' AND locked_by = :worker_id
+LIMIT :limit
+"""

@@ -1,0 +1,158 @@
+"""`prismq-queue enqueue`, `tasks show|list|cancel|retry` and `stats`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import click
+
+from queue_core.cli._common import database_option, echo_json, open_db, parse_json_object
+from queue_core.clock import utcnow
+from queue_core.repositories import TaskRepository
+from queue_core.schemas import Task, TaskCreate
+from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from queue_core.states import TaskStatus
+
+
+@click.command("enqueue")
+@click.argument("task_type", metavar="TYPE")
+@click.option("--payload", default=None, help="JSON object handed to the handler.")
+@click.option("--priority", type=int, default=None, help="1-1000, lower runs first (100).")
+@click.option("--compatibility", default=None, help="JSON object of worker requirements.")
+@click.option("--max-attempts", type=int, default=None, help="Attempts before failing (5).")
+@click.option("--idempotency-key", default=None, help="Enqueue at most once per key.")
+@click.option("--delay", type=float, default=None, help="Seconds before the task is due.")
+@database_option
+def enqueue_command(
+    task_type: str,
+    payload: str | None,
+    priority: int | None,
+    compatibility: str | None,
+    max_attempts: int | None,
+    idempotency_key: str | None,
+    delay: float | None,
+    database_url: str | None,
+) -> None:
+    """Enqueue one task and print it as JSON."""
+    fields: dict[str, object] = {
+        "type": task_type,
+        "payload": parse_json_object(payload, "--payload"),
+        "compatibility": parse_json_object(compatibility, "--compatibility"),
+    }
+    if priority is not None:
+        fields["priority"] = priority
+    if max_attempts is not None:
+        fields["max_attempts"] = max_attempts
+    if idempotency_key is not None:
+        fields["idempotency_key"] = idempotency_key
+    if delay is not None:
+        if delay < 0:
+            raise click.BadParameter("must not be negative", param_hint="--delay")
+        fields["run_after_utc"] = utcnow() + timedelta(seconds=delay)
+    spec = TaskCreate.model_validate(fields)
+    with open_db(database_url) as db:
+        echo_json(TaskRepository(db).enqueue(spec).task)
+
+
+@click.group("tasks")
+def tasks_group() -> None:
+    """Inspect and act on tasks."""
+
+
+@tasks_group.command("show")
+@click.argument("task_id", type=int)
+@database_option
+def show(task_id: int, database_url: str | None) -> None:
+    """Print one task as JSON."""
+    with open_db(database_url) as db:
+        echo_json(TaskRepository(db).get(task_id))
+
+
+@tasks_group.command("list")
+@click.option("--status", type=click.Choice([s.value for s in TaskStatus]), default=None)
+@click.option("--type", "task_type", default=None)
+@click.option(
+    "--limit", type=click.IntRange(1, LIST_LIMIT_MAX), default=LIST_LIMIT_DEFAULT, show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of task objects.")
+@database_option
+def list_tasks(
+    status: str | None, task_type: str | None, limit: int, as_json: bool, database_url: str | None
+) -> None:
+    """List tasks, newest first."""
+    with open_db(database_url) as db:
+        tasks = TaskRepository(db).list(status=status, type=task_type, limit=limit)
+    if as_json:
+        echo_json(tasks)
+        return
+    click.echo(_table(tasks))
+
+
+def _table(tasks: list[Task]) -> str:
+    header = ("ID", "TYPE", "STATUS", "PRI", "ATTEMPTS", "CREATED (UTC)", "ERROR")
+    rows = [
+        (
+            str(t.task_id),
+            t.type,
+            t.status.value,
+            str(t.priority),
+            f"{t.attempts}/{t.max_attempts}",
+            t.created_at_utc.strftime("%Y-%m-%d %H:%M:%S"),
+            (t.error_message or "")[:40],
+        )
+        for t in tasks
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+@tasks_group.command("cancel")
+@click.argument("task_id", type=int)
+@database_option
+def cancel(task_id: int, database_url: str | None) -> None:
+    """Cancel a queued task, or ask the worker of a running one to stop."""
+    with open_db(database_url) as db:
+        echo_json(TaskRepository(db).cancel(task_id).task)
+
+
+@tasks_group.command("retry")
+@click.argument("task_id", type=int)
+@database_option
+def retry(task_id: int, database_url: str | None) -> None:
+    """Re-queue a failed or cancelled task."""
+    with open_db(database_url) as db:
+        echo_json(TaskRepository(db).retry(task_id))
+
+
+@click.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the REST stats object.")
+@database_option
+def stats_command(as_json: bool, database_url: str | None) -> None:
+    """Queue statistics."""
+    with open_db(database_url) as db:
+        stats = TaskRepository(db).stats()
+    if as_json:
+        echo_json(stats)
+        return
+    age = stats.oldest_queued_age_seconds
+    click.echo(
+        "\n".join(
+            [
+                f"total      {stats.total_tasks}",
+                f"queued     {stats.queued_tasks}",
+                f"leased     {stats.leased_tasks}",
+                f"completed  {stats.completed_tasks}",
+                f"failed     {stats.failed_tasks}",
+                f"cancelled  {stats.cancelled_tasks}",
+                f"oldest queued age  {'-' if age is None else f'{age:.1f}s'}",
+                f"active workers     {stats.workers_active}",
+            ]
+        )
+    )
+    for task_type, counts in sorted(stats.by_type.items()):
+        summary = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+        click.echo(f"  {task_type}: {summary}")

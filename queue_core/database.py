@@ -1,0 +1,76 @@
+"""A Database: the engine for one URL, its backend seam, and transaction helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from queue_core.backends import Backend, TaskWaiter, backend_for
+from queue_core.backends.sqlite import READ_ONLY_OPTION
+from queue_core.errors import DatabaseUnavailable, SchemaMissing
+from queue_core.settings import QueueSettings, resolve_database_url
+
+
+class Database:
+    """Owns one engine. Share one per process; it is thread-safe."""
+
+    def __init__(self, url: str | None = None, settings: QueueSettings | None = None) -> None:
+        self.settings = settings or QueueSettings()
+        self.url = resolve_database_url(url, self.settings)
+        self.backend: Backend = backend_for(self.url)
+        self.engine: Engine = self.backend.create_engine(self.url, self.settings)
+
+    @property
+    def dialect(self) -> str:
+        return self.backend.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: BEGIN IMMEDIATE on SQLite, so the write lock is taken up front."""
+        with self._translate_errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A short read transaction (deferred on SQLite, so it never waits for the writer)."""
+        with (
+            self._translate_errors(),
+            self.engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            if self.backend.is_missing_schema(exc):
+                raise SchemaMissing(self.safe_url) from exc
+            if self.backend.is_unavailable(exc):
+                raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+            raise
+
+    def new_task_waiter(self) -> TaskWaiter:
+        return self.backend.new_task_waiter(self.engine)
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+
+def _first_line(exc: DBAPIError) -> str:
+    orig = exc.orig if exc.orig is not None else exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

@@ -1,0 +1,61 @@
+"""The errors the core raises. Callers map them: the API to HTTP statuses, the CLI to exit codes."""
+
+from __future__ import annotations
+
+
+class QueueError(Exception):
+    """Base class of every error the queue raises on purpose."""
+
+
+class TaskNotFound(QueueError):
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"task {task_id} not found")
+        self.task_id = task_id
+
+
+class InvalidTransition(QueueError):
+    """The task is in a state that does not allow the requested change."""
+
+    def __init__(self, task_id: int, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} task {task_id}: it is {status}")
+        self.task_id = task_id
+        self.status = status
+        self.action = action
+
+
+class IdempotencyConflict(QueueError):
+    """The idempotency key is already used by a task with another type or payload."""
+
+    def __init__(self, key: str, task_id: int) -> None:
+        super().__init__(
+            f"idempotency key {key!r} is already used by task {task_id} "
+            "with a different type or payload"
+        )
+        self.key = key
+        self.task_id = task_id
+
+
+class LeaseLost(QueueError):
+    """The caller no longer holds the lease: it expired and was recovered, or the task moved on."""
+
+    def __init__(self, task_id: int, worker_id: str) -> None:
+        super().__init__(f"worker {worker_id} no longer holds the lease on task {task_id}")
+        self.task_id = task_id
+        self.worker_id = worker_id
+
+
+class DatabaseUnavailable(QueueError):
+    """The database is busy beyond the busy timeout, or cannot be reached. Worth retrying."""
+
+
+class SchemaMissing(QueueError):
+    """The database has no queue tables yet."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"the database at {url} has no queue schema; run `prismq-queue db upgrade` first"
+        )
+
+
+class UnsupportedDatabase(QueueError):
+    """The URL names a backend or an SQLite build the queue cannot run on."""

@@ -1,0 +1,230 @@
+"""ORM models: one class per table. Table and column names are pinned by CONTRACT §3.
+
+The hot paths (enqueue, claim, ack) use Core statements over these tables; the classes
+document the schema, drive Alembic's autogenerate check, and serve the cold paths.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from queue_core.settings import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    MAX_ATTEMPTS_DEFAULT,
+    PRIORITY_DEFAULT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    TYPE_MAX_LENGTH,
+)
+from queue_core.states import ALL_STATES, TaskStatus
+from queue_core.types import JsonDocument, UtcDateTime, utc_now_default
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# A row id: INTEGER on SQLite so that it aliases the rowid, BIGINT elsewhere.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+QUEUED = TaskStatus.QUEUED.value
+LEASED = TaskStatus.LEASED.value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now_column(nullable: bool = False) -> Mapped[Any]:
+    return mapped_column(
+        UtcDateTime(),
+        nullable=nullable,
+        server_default=None if nullable else utc_now_default(),
+    )
+
+
+class TaskRow(Base):
+    __tablename__ = "task_queue"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(TYPE_MAX_LENGTH), nullable=False)
+    priority: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=str(PRIORITY_DEFAULT)
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(
+        JsonDocument, nullable=False, server_default=text("'{}'")
+    )
+    compatibility: Mapped[dict[str, Any]] = mapped_column(
+        JsonDocument, nullable=False, server_default=text("'{}'")
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default=QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=str(MAX_ATTEMPTS_DEFAULT)
+    )
+    run_after_utc: Mapped[datetime] = _now_column()
+    lease_until_utc: Mapped[datetime | None] = _now_column(nullable=True)
+    reserved_at_utc: Mapped[datetime | None] = _now_column(nullable=True)
+    processing_started_utc: Mapped[datetime | None] = _now_column(nullable=True)
+    finished_at_utc: Mapped[datetime | None] = _now_column(nullable=True)
+    locked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(
+        String(IDEMPOTENCY_KEY_MAX_LENGTH), nullable=True
+    )
+    created_at_utc: Mapped[datetime] = _now_column()
+    updated_at_utc: Mapped[datetime] = _now_column()
+    # Beyond the contract's columns: the handler's return value, the cancel flag a running
+    # handler polls, an optional time limit, the lease token that guards every transition
+    # (bumped at each claim, never reused) and the weighted_random race key.
+    result: Mapped[Any | None] = mapped_column(JsonDocument, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
+    timeout_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_token: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    wr_key: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in ALL_STATES) + ")", name="status"
+        ),
+        CheckConstraint(f"priority BETWEEN {PRIORITY_MIN} AND {PRIORITY_MAX}", name="priority"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts"),
+        # One partial index per claim order, over queued rows only: the claim walks it in
+        # order and stops after LIMIT rows, whatever the size of the finished history.
+        Index(
+            "ix_task_queue_due_fifo",
+            "run_after_utc",
+            "id",
+            sqlite_where=text(f"status = '{QUEUED}'"),
+            postgresql_where=text(f"status = '{QUEUED}'"),
+        ),
+        Index(
+            "ix_task_queue_due_priority",
+            "priority",
+            "run_after_utc",
+            "id",
+            sqlite_where=text(f"status = '{QUEUED}'"),
+            postgresql_where=text(f"status = '{QUEUED}'"),
+        ),
+        Index(
+            "ix_task_queue_due_weighted",
+            "wr_key",
+            sqlite_where=text(f"status = '{QUEUED}' AND wr_key IS NOT NULL"),
+            postgresql_where=text(f"status = '{QUEUED}' AND wr_key IS NOT NULL"),
+        ),
+        # Delayed and backed-off tasks wait here until weighted_random gives them a key.
+        Index(
+            "ix_task_queue_unkeyed",
+            "run_after_utc",
+            sqlite_where=text(f"status = '{QUEUED}' AND wr_key IS NULL"),
+            postgresql_where=text(f"status = '{QUEUED}' AND wr_key IS NULL"),
+        ),
+        # Recovery looks only at leased rows, in expiry order.
+        Index(
+            "ix_task_queue_lease_until",
+            "lease_until_utc",
+            sqlite_where=text(f"status = '{LEASED}'"),
+            postgresql_where=text(f"status = '{LEASED}'"),
+        ),
+        Index(
+            "uq_task_queue_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index("ix_task_queue_status_type", "status", "type"),
+        Index(
+            "ix_task_queue_finished",
+            "finished_at_utc",
+            sqlite_where=text("finished_at_utc IS NOT NULL"),
+            postgresql_where=text("finished_at_utc IS NOT NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class WorkerRow(Base):
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    capabilities: Mapped[dict[str, Any]] = mapped_column(
+        JsonDocument, nullable=False, server_default=text("'{}'")
+    )
+    heartbeat_utc: Mapped[datetime] = _now_column()
+    started_at_utc: Mapped[datetime] = _now_column()
+    stopped_at_utc: Mapped[datetime | None] = _now_column(nullable=True)
+    hostname: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    task_types: Mapped[list[str]] = mapped_column(
+        JsonDocument, nullable=False, server_default=text("'[]'")
+    )
+    concurrency: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    strategy: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class TaskLogRow(Base):
+    __tablename__ = "task_logs"
+
+    log_id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(
+        RowId, ForeignKey("task_queue.id", ondelete="CASCADE"), nullable=False
+    )
+    at_utc: Mapped[datetime] = _now_column()
+    level: Mapped[str] = mapped_column(String(10), nullable=False, server_default="INFO")
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument, nullable=True)
+
+    __table_args__ = (
+        Index("ix_task_logs_task_id_log_id", "task_id", "log_id"),
+        Index("ix_task_logs_at_utc", "at_utc"),
+    )
+
+
+class QueueClockRow(Base):
+    """The weighted_random virtual clock: the race key of the last claimed task."""
+
+    __tablename__ = "task_queue_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    vtime: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+TIME_COLUMNS = {
+    "task_queue": (
+        "run_after_utc",
+        "lease_until_utc",
+        "reserved_at_utc",
+        "processing_started_utc",
+        "finished_at_utc",
+        "created_at_utc",
+        "updated_at_utc",
+    ),
+    "workers": ("heartbeat_utc", "started_at_utc", "stopped_at_utc"),
+    "task_logs": ("at_utc",),
+}

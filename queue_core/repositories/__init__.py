@@ -1,0 +1,31 @@
+"""The Python API for backend developers: one repository per concern."""
+
+from queue_core.repositories._common import InvalidPayload, PayloadTooLarge, log_entry
+from queue_core.repositories.leases import (
+    FailOutcome,
+    LeaseRepository,
+    RecoveryReport,
+    RenewResult,
+    retry_delay,
+)
+from queue_core.repositories.logs import TaskLogRepository
+from queue_core.repositories.tasks import CancelResult, EnqueueResult, TaskRepository
+from queue_core.repositories.workers import WorkerRepository, default_worker_id, sweep
+
+__all__ = [
+    "CancelResult",
+    "EnqueueResult",
+    "FailOutcome",
+    "InvalidPayload",
+    "LeaseRepository",
+    "PayloadTooLarge",
+    "RecoveryReport",
+    "RenewResult",
+    "TaskLogRepository",
+    "TaskRepository",
+    "WorkerRepository",
+    "default_worker_id",
+    "log_entry",
+    "retry_delay",
+    "sweep",
+]

@@ -1,0 +1,139 @@
+"""Pydantic models shared by the repositories, the REST API and the CLI (CONTRACT §8)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+
+from queue_core.clock import ensure_utc
+from queue_core.settings import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    MAX_ATTEMPTS_DEFAULT,
+    MAX_ATTEMPTS_MAX,
+    MAX_ATTEMPTS_MIN,
+    PRIORITY_DEFAULT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    TYPE_MAX_LENGTH,
+    TYPE_PATTERN,
+)
+from queue_core.states import TaskStatus
+
+# ISO-8601 with an explicit "+00:00" offset: Python 3.10's datetime.fromisoformat rejects "Z".
+UtcTimestamp = Annotated[
+    datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")
+]
+
+TaskType = Annotated[
+    str,
+    Field(min_length=1, max_length=TYPE_MAX_LENGTH, pattern=TYPE_PATTERN, examples=["demo.echo"]),
+]
+Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
+MaxAttempts = Annotated[int, Field(ge=MAX_ATTEMPTS_MIN, le=MAX_ATTEMPTS_MAX)]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH)]
+
+
+class TaskCreate(BaseModel):
+    """What a producer sends to enqueue one task."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "demo.echo",
+                    "payload": {"n": 1},
+                    "priority": 50,
+                    "compatibility": {"region": "us"},
+                    "idempotency_key": "order-1234",
+                }
+            ]
+        },
+    )
+
+    type: TaskType
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = PRIORITY_DEFAULT
+    compatibility: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: MaxAttempts = MAX_ATTEMPTS_DEFAULT
+    run_after_utc: datetime | None = None
+    idempotency_key: IdempotencyKey | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86_400)] | None = None
+
+    @field_validator("run_after_utc")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return ensure_utc(value) if value is not None else None
+
+
+class Task(BaseModel):
+    """A task as clients see it (CONTRACT §8 task object)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    task_id: int
+    type: str
+    status: TaskStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    payload: dict[str, Any]
+    compatibility: dict[str, Any]
+    idempotency_key: str | None
+    run_after_utc: UtcTimestamp
+    created_at_utc: UtcTimestamp
+    updated_at_utc: UtcTimestamp
+    processing_started_utc: UtcTimestamp | None
+    finished_at_utc: UtcTimestamp | None
+    locked_by: str | None
+    lease_until_utc: UtcTimestamp | None
+    cancel_requested: bool
+    error_message: str | None
+    result: Any | None
+    timeout_seconds: float | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class TaskLog(BaseModel):
+    log_id: int
+    task_id: int
+    at_utc: UtcTimestamp
+    level: str
+    message: str
+    details: dict[str, Any] | None
+
+
+class QueueStats(BaseModel):
+    total_tasks: int
+    queued_tasks: int
+    leased_tasks: int
+    processing_tasks: int = Field(description="The same as leased_tasks, kept for older clients.")
+    completed_tasks: int
+    failed_tasks: int
+    cancelled_tasks: int
+    oldest_queued_age_seconds: float | None = Field(
+        description="Seconds since the oldest due queued task became due; null when none is due."
+    )
+    by_type: dict[str, dict[str, int]] = Field(
+        description="Per task type, the count of tasks in each status."
+    )
+    workers_active: int
+
+
+class WorkerInfo(BaseModel):
+    worker_id: str
+    capabilities: dict[str, Any]
+    heartbeat_utc: UtcTimestamp
+    status: str = Field(description="`active` or `stale`.", examples=["active"])
+    started_at_utc: UtcTimestamp | None = None
+    stopped_at_utc: UtcTimestamp | None = None
+    hostname: str | None = None
+    pid: int | None = None
+    task_types: list[str] = Field(default_factory=list)
+    concurrency: int = 1
+    strategy: str | None = None

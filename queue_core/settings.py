@@ -1,0 +1,118 @@
+"""Every default of the queue as a named constant, and the settings read from the environment.
+
+Settings come from ``PRISMQ_QUEUE_*`` variables (pydantic-settings). CLI flags override them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PRISMQ_QUEUE_"
+
+# --- task defaults (CONTRACT §4, §5, §8) ---
+PRIORITY_DEFAULT = 100
+PRIORITY_MIN = 1
+PRIORITY_MAX = 1000
+MAX_ATTEMPTS_DEFAULT = 5
+MAX_ATTEMPTS_MIN = 1
+MAX_ATTEMPTS_MAX = 100
+TYPE_MAX_LENGTH = 200
+TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:\-/]*$"
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+LIST_LIMIT_DEFAULT = 100
+LIST_LIMIT_MAX = 1000
+BATCH_MAX = 1000
+PAYLOAD_MAX_BYTES_DEFAULT = 1024 * 1024
+JSON_MAX_DEPTH_DEFAULT = 32
+
+# --- retry back-off (CONTRACT §4): min(base * 2^(attempts-1), cap), with jitter ---
+RETRY_BASE_SECONDS = 1.0
+RETRY_CAP_SECONDS = 300.0
+RETRY_JITTER_FRACTION = 0.1
+
+# --- leases and workers ---
+LEASE_SECONDS_DEFAULT = 30.0
+LEASE_SECONDS_MIN = 1.0
+RENEW_FRACTION = 1 / 3  # renew when a third of the lease has passed: two renewals can fail
+HEARTBEAT_SECONDS_DEFAULT = 5.0
+WORKER_STALE_AFTER_SECONDS = 30.0
+POLL_INTERVAL_DEFAULT = 0.5
+IDLE_BACKOFF_MIN_SECONDS = 0.001
+CONCURRENCY_DEFAULT = 1
+SHUTDOWN_GRACE_SECONDS_DEFAULT = 30.0
+SWEEP_INTERVAL_SECONDS = 5.0
+RENEW_LOG_EVERY = 10  # log one renewal in ten: renewals are frequent and alike
+
+# --- SQLite engine (reasons in docs/configuration.md) ---
+SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_CACHE_SIZE_KIB = 16 * 1024
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 1000
+SQLITE_JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+SQLITE_MIN_VERSION = (3, 35, 0)  # UPDATE ... RETURNING
+
+# --- PostgreSQL pool ---
+PG_POOL_SIZE = 5
+PG_MAX_OVERFLOW = 10
+PG_POOL_TIMEOUT_SECONDS = 30.0
+PG_NOTIFY_CHANNEL = "prismq_queue_new_task"
+
+# --- API ---
+API_HOST_DEFAULT = "127.0.0.1"
+API_PORT_DEFAULT = 8000
+RETRY_AFTER_SECONDS = 1
+
+WINDOWS_DEFAULT_DB = Path(r"C:\Data\PrismQ\queue\queue.db")
+
+
+def default_db_path() -> Path:
+    """CONTRACT §2: a fixed path on Windows, the platform user-data directory elsewhere."""
+    if sys.platform == "win32":
+        return WINDOWS_DEFAULT_DB
+    return Path(user_data_dir("prismq", appauthor=False)) / "queue" / "queue.db"
+
+
+class QueueSettings(BaseSettings):
+    """Settings from ``PRISMQ_QUEUE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    database_url: str | None = None
+    db_path: Path | None = None
+    api_keys: str | None = None
+    cors_origins: str | None = None
+    payload_max_bytes: int = Field(default=PAYLOAD_MAX_BYTES_DEFAULT, ge=1)
+    json_max_depth: int = Field(default=JSON_MAX_DEPTH_DEFAULT, ge=1)
+    sqlite_busy_timeout_ms: int = Field(default=SQLITE_BUSY_TIMEOUT_MS, ge=0)
+    pg_pool_size: int = Field(default=PG_POOL_SIZE, ge=1)
+    worker_stale_after_seconds: float = Field(default=WORKER_STALE_AFTER_SECONDS, gt=0)
+    retry_base_seconds: float = Field(default=RETRY_BASE_SECONDS, ge=0)
+    retry_cap_seconds: float = Field(default=RETRY_CAP_SECONDS, ge=0)
+
+    def resolved_database_url(self, override: str | None = None) -> str:
+        return resolve_database_url(override, self)
+
+    def api_key_list(self) -> list[str]:
+        if not self.api_keys:
+            return []
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+
+def resolve_database_url(override: str | None = None, settings: QueueSettings | None = None) -> str:
+    """CONTRACT §2: flag, PRISMQ_QUEUE_DATABASE_URL, PRISMQ_QUEUE_DB_PATH, then the default."""
+    if override:
+        return override
+    settings = settings or QueueSettings()
+    if settings.database_url:
+        return settings.database_url
+    path = settings.db_path or default_db_path()
+    return sqlite_url_for(path)
+
+
+def sqlite_url_for(path: Path | str) -> str:
+    return "sqlite:///" + Path(os.path.expanduser(str(path))).resolve().as_posix()
