@@ -33,9 +33,19 @@ class QueueGroup(click.Group):
             return command
         for entry in entry_points(group=ENTRY_POINT_GROUP):
             if entry.name == cmd_name:
-                loaded: Any = entry.load()
+                try:
+                    loaded: Any = entry.load()
+                except ImportError as exc:
+                    return _unavailable(cmd_name, exc)
                 return loaded if isinstance(loaded, click.Command) else None
         return None
+
+
+def _unavailable(name: str, error: ImportError) -> click.Command:
+    def explain() -> None:
+        raise click.ClickException(f"the {name} command is unavailable: {error}")
+
+    return click.Command(name, callback=explain, help=f"(unavailable: {error})")
 
 
 def _plugin_names() -> list[str]:
