@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field
@@ -67,6 +68,12 @@ API_HOST_DEFAULT = "127.0.0.1"
 API_PORT_DEFAULT = 8000
 RETRY_AFTER_SECONDS = 1
 
+# --- integration with an in-process BackgroundTaskManager (workers.integration) ---
+TaskManagerKind = Literal["in-memory", "queue"]
+TaskManagerFallback = Literal["fail", "in-memory"]
+TASK_MANAGER_DEFAULT: TaskManagerKind = "in-memory"  # switching to the queue is a deliberate act
+TASK_MANAGER_FALLBACK_DEFAULT: TaskManagerFallback = "fail"  # an unreachable queue is loud
+
 WINDOWS_DEFAULT_DB = Path(r"C:\Data\PrismQ\queue\queue.db")
 
 
@@ -93,6 +100,8 @@ class QueueSettings(BaseSettings):
     worker_stale_after_seconds: float = Field(default=WORKER_STALE_AFTER_SECONDS, gt=0)
     retry_base_seconds: float = Field(default=RETRY_BASE_SECONDS, ge=0)
     retry_cap_seconds: float = Field(default=RETRY_CAP_SECONDS, ge=0)
+    task_manager: TaskManagerKind = TASK_MANAGER_DEFAULT
+    task_manager_fallback: TaskManagerFallback = TASK_MANAGER_FALLBACK_DEFAULT
 
     def resolved_database_url(self, override: str | None = None) -> str:
         return resolve_database_url(override, self)
