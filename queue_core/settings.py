@@ -74,6 +74,20 @@ TaskManagerFallback = Literal["fail", "in-memory"]
 TASK_MANAGER_DEFAULT: TaskManagerKind = "in-memory"  # switching to the queue is a deliberate act
 TASK_MANAGER_FALLBACK_DEFAULT: TaskManagerFallback = "fail"  # an unreachable queue is loud
 
+# --- maintenance (docs/operations.md): an interval of 0 switches that job off ---
+MAINTENANCE_ENABLED_DEFAULT = True
+MAINTENANCE_SWEEP_INTERVAL_SECONDS = SWEEP_INTERVAL_SECONDS
+MAINTENANCE_CHECKPOINT_INTERVAL_SECONDS = 60.0
+MAINTENANCE_WAL_TRUNCATE_BYTES = 16 * 1024 * 1024  # a PASSIVE checkpoint becomes TRUNCATE above
+MAINTENANCE_OPTIMIZE_INTERVAL_SECONDS = 3600.0
+MAINTENANCE_PURGE_INTERVAL_SECONDS = 3600.0
+# A job's lease outlives the job by this much at least, so a runner that dies mid-job frees it.
+MAINTENANCE_RUN_LEASE_SECONDS = 60.0
+RETENTION_DAYS_DEFAULT = 7.0  # completed and cancelled tasks; failed ones are the dead letter
+LOG_RETENTION_DAYS_DEFAULT = 30.0
+PURGE_BATCH_SIZE = 500  # rows per short write transaction
+BACKUP_PAGES_PER_STEP = 256  # 1 MiB of 4 KiB pages between progress reports
+
 WINDOWS_DEFAULT_DB = Path(r"C:\Data\PrismQ\queue\queue.db")
 
 
@@ -102,6 +116,25 @@ class QueueSettings(BaseSettings):
     retry_cap_seconds: float = Field(default=RETRY_CAP_SECONDS, ge=0)
     task_manager: TaskManagerKind = TASK_MANAGER_DEFAULT
     task_manager_fallback: TaskManagerFallback = TASK_MANAGER_FALLBACK_DEFAULT
+    maintenance_enabled: bool = MAINTENANCE_ENABLED_DEFAULT
+    maintenance_sweep_interval_seconds: float = Field(
+        default=MAINTENANCE_SWEEP_INTERVAL_SECONDS, ge=0
+    )
+    maintenance_checkpoint_interval_seconds: float = Field(
+        default=MAINTENANCE_CHECKPOINT_INTERVAL_SECONDS, ge=0
+    )
+    maintenance_wal_truncate_bytes: int = Field(default=MAINTENANCE_WAL_TRUNCATE_BYTES, ge=0)
+    maintenance_optimize_interval_seconds: float = Field(
+        default=MAINTENANCE_OPTIMIZE_INTERVAL_SECONDS, ge=0
+    )
+    maintenance_purge_interval_seconds: float = Field(
+        default=MAINTENANCE_PURGE_INTERVAL_SECONDS, ge=0
+    )
+    maintenance_run_lease_seconds: float = Field(default=MAINTENANCE_RUN_LEASE_SECONDS, gt=0)
+    retention_days: float = Field(default=RETENTION_DAYS_DEFAULT, gt=0)
+    log_retention_days: float = Field(default=LOG_RETENTION_DAYS_DEFAULT, gt=0)
+    purge_include_failed: bool = False
+    purge_batch_size: int = Field(default=PURGE_BATCH_SIZE, ge=1)
 
     def resolved_database_url(self, override: str | None = None) -> str:
         return resolve_database_url(override, self)
