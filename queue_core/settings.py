@@ -73,6 +73,13 @@ TaskManagerKind = Literal["in-memory", "queue"]
 TaskManagerFallback = Literal["fail", "in-memory"]
 TASK_MANAGER_DEFAULT: TaskManagerKind = "in-memory"  # switching to the queue is a deliberate act
 TASK_MANAGER_FALLBACK_DEFAULT: TaskManagerFallback = "fail"  # an unreachable queue is loud
+# The queue-backed manager copies task states into the run registry by polling, backing off
+# from the minimum to the maximum interval while nothing changes: that maximum is the lag.
+RUN_SYNC_MIN_INTERVAL_SECONDS = 0.05
+RUN_SYNC_MAX_INTERVAL_SECONDS = 1.0
+RUN_CANCEL_WAIT_SECONDS = 5.0  # cancel_task waits this long for a running task to stop
+EMBEDDED_CONCURRENCY_DEFAULT = 2  # worker slots inside a web process
+EMBEDDED_SHUTDOWN_GRACE_SECONDS = 10.0  # web servers give shutdown less time than workers
 
 # --- maintenance (docs/operations.md): an interval of 0 switches that job off ---
 MAINTENANCE_ENABLED_DEFAULT = True
