@@ -1,0 +1,28 @@
+"""/api/queue/stats: the queue as a whole."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Security
+
+from api.deps import Tasks
+from api.errors import error_responses
+from api.examples import STATS_EXAMPLE, json_example
+from api.security import bearer_scheme
+from queue_core.schemas import QueueStats
+
+router = APIRouter(
+    prefix="/api/queue",
+    tags=["stats"],
+    dependencies=[Security(bearer_scheme)],
+    responses=error_responses(401, 503),
+)
+
+
+@router.get(
+    "/stats",
+    summary="Queue statistics",
+    responses={200: {"content": json_example(STATS_EXAMPLE)}},
+)
+def queue_stats(tasks: Tasks) -> QueueStats:
+    """Counts by state and by type, the age of the oldest due task, and active workers."""
+    return tasks.stats()

@@ -1,0 +1,197 @@
+"""/api/queue/tasks: enqueue (one or a batch), inspect, cancel, retry, logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, Security
+
+from api.deps import Tasks
+from api.errors import error_responses
+from api.examples import (
+    CANCEL_REQUESTED_EXAMPLE,
+    CANCELLED_TASK_EXAMPLE,
+    TASK_EXAMPLE,
+    TASK_LOG_EXAMPLE,
+    json_example,
+)
+from api.limits import LimitedJSONRoute
+from api.models import TaskBatch, TaskBatchCreate
+from api.security import bearer_scheme
+from queue_core.schemas import Task, TaskCreate, TaskLog
+from queue_core.settings import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    TYPE_MAX_LENGTH,
+    TYPE_PATTERN,
+)
+from queue_core.states import TaskStatus
+
+# Ids are BIGINT on PostgreSQL: a larger number can name no task and must not reach the driver.
+ID_MAX = 2**63 - 1
+
+TaskId = Annotated[int, Path(ge=1, le=ID_MAX, description="The task's id.", examples=[42])]
+
+router = APIRouter(
+    prefix="/api/queue",
+    tags=["tasks"],
+    route_class=LimitedJSONRoute,
+    dependencies=[Security(bearer_scheme)],
+    responses=error_responses(401, 503),
+)
+
+
+@router.post(
+    "/tasks",
+    status_code=201,
+    summary="Enqueue a task",
+    response_description="The new task.",
+    responses={
+        201: {"content": json_example(TASK_EXAMPLE)},
+        200: {
+            "model": Task,
+            "description": "The idempotency key was replayed with the same type and payload: "
+            "the task it created earlier, unchanged.",
+            "content": json_example(TASK_EXAMPLE),
+        },
+        **error_responses(
+            409,
+            413,
+            415,
+            d409="The idempotency key is already used with another type or payload.",
+            e409="idempotency key 'order-1234' is already used by task 42 with a different "
+            "type or payload",
+        ),
+    },
+)
+@router.post(
+    "/enqueue",
+    status_code=201,
+    summary="Enqueue a task (alias of POST /api/queue/tasks)",
+    response_description="The new task.",
+    responses={
+        201: {"content": json_example(TASK_EXAMPLE)},
+        200: {"model": Task, "description": "Idempotent replay: the existing task."},
+        **error_responses(409, 413, 415),
+    },
+)
+def enqueue_task(spec: TaskCreate, response: Response, tasks: Tasks) -> Task:
+    """Enqueue one task. With an `idempotency_key`, a replay with the same type and payload
+    answers 200 with the task created the first time; another type or payload answers 409."""
+    result = tasks.enqueue(spec)
+    if not result.created:
+        response.status_code = 200
+    return result.task
+
+
+@router.post(
+    "/tasks/batch",
+    status_code=201,
+    summary="Enqueue up to 1,000 tasks at once",
+    response_description="The tasks, in the order they were sent.",
+    responses={
+        201: {"content": json_example({"tasks": [TASK_EXAMPLE]})},
+        **error_responses(
+            409,
+            413,
+            415,
+            d409="A task of the batch replays an idempotency key with another type "
+            "or payload; nothing was enqueued.",
+        ),
+    },
+)
+def enqueue_batch(batch: TaskBatchCreate, tasks: Tasks) -> TaskBatch:
+    """All or nothing: on any error no task of the batch is enqueued."""
+    return TaskBatch(tasks=tasks.enqueue_many(batch.tasks))
+
+
+@router.get(
+    "/tasks",
+    summary="List tasks, newest first",
+    responses={200: {"content": json_example([TASK_EXAMPLE])}},
+)
+def list_tasks(
+    tasks: Tasks,
+    status: Annotated[TaskStatus | None, Query(description="Only tasks in this state.")] = None,
+    type: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=TYPE_MAX_LENGTH,
+            pattern=TYPE_PATTERN,
+            description="Only tasks of this type.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=LIST_LIMIT_MAX, description="At most this many tasks.")
+    ] = LIST_LIMIT_DEFAULT,
+    before_id: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=ID_MAX,
+            description="Only tasks with a smaller id: pass the last `task_id` of a page to "
+            "get the next page.",
+        ),
+    ] = None,
+) -> list[Task]:
+    return tasks.list(status=status, type=type, limit=limit, before_id=before_id)
+
+
+@router.get(
+    "/tasks/{task_id}",
+    summary="Get a task",
+    responses={200: {"content": json_example(TASK_EXAMPLE)}, **error_responses(404)},
+)
+def get_task(task_id: TaskId, tasks: Tasks) -> Task:
+    return tasks.get(task_id)
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    summary="Cancel a task",
+    response_description="The task was queued and is now cancelled.",
+    responses={
+        200: {"content": json_example(CANCELLED_TASK_EXAMPLE)},
+        202: {
+            "model": Task,
+            "description": "The task is running: `cancel_requested` is now true, and its worker "
+            "stops it and marks it cancelled.",
+            "content": json_example(CANCEL_REQUESTED_EXAMPLE),
+        },
+        **error_responses(
+            404,
+            409,
+            d409="The task is already completed, failed or cancelled.",
+            e409="cannot cancel task 42: it is completed",
+        ),
+    },
+)
+def cancel_task(task_id: TaskId, response: Response, tasks: Tasks) -> Task:
+    result = tasks.cancel(task_id)
+    if not result.immediate:
+        response.status_code = 202
+    return result.task
+
+
+@router.post(
+    "/tasks/{task_id}/retry",
+    summary="Re-queue a failed or cancelled task",
+    response_description="The task, queued again with a fresh set of attempts.",
+    responses={
+        200: {"content": json_example(TASK_EXAMPLE)},
+        **error_responses(404, 409, d409="The task is neither failed nor cancelled."),
+    },
+)
+def retry_task(task_id: TaskId, tasks: Tasks) -> Task:
+    return tasks.retry(task_id)
+
+
+@router.get(
+    "/tasks/{task_id}/logs",
+    summary="A task's history",
+    response_description="Every recorded event of the task, oldest first.",
+    responses={200: {"content": json_example([TASK_LOG_EXAMPLE])}, **error_responses(404)},
+)
+def task_logs(task_id: TaskId, tasks: Tasks) -> list[TaskLog]:
+    return tasks.logs(task_id)
