@@ -9,9 +9,12 @@ Why they are shaped this way (the pattern River, Oban, GoodJob and pgqueuer use)
 * ``UPDATE ... FROM picked ... RETURNING`` claims the batch in the same statement.
 * Each ORDER BY matches a partial index over queued rows, so a claim reads a few index entries
   whatever the size of the table.
-* Capability matching (CONTRACT §5) uses jsonb containment per requirement key: ``@>`` is
-  scalar equality, list membership (an array contains a primitive at the top level) and list
-  inclusion; objects must contain each other, i.e. be equal.
+* Capability matching (CONTRACT §5) must agree with ``queue_core.capabilities.matches``. jsonb
+  ``=`` is JSON equality (1 = 1.0, key order ignored, true <> 1). ``@>`` is used only for a
+  scalar requirement, where it means "equal, or an element at the top level of the worker's
+  list". For lists and objects it is recursive containment, which is not the contract:
+  ``[[1, 2]] @> [[1]]`` and ``{"a": [1, 2]} <@ {"a": [2, 1]}`` both hold. So list inclusion
+  and object equality compare elements with ``=``.
 * RETURNING gives rows in no particular order; the caller sorts them.
 """
 
@@ -25,11 +28,27 @@ CAPABILITY_MATCH = """(
         t.compatibility = '{}'::jsonb
         OR NOT EXISTS (
             SELECT 1 FROM jsonb_each(t.compatibility) AS req
-            WHERE NOT coalesce(
-                (CAST(:capabilities AS jsonb) -> req.key) @> req.value
-                AND (jsonb_typeof(req.value) <> 'object'
-                     OR req.value @> (CAST(:capabilities AS jsonb) -> req.key)),
-                false)
+            WHERE NOT coalesce(CASE jsonb_typeof(req.value)
+                -- the worker's list holds every element of the task's list
+                WHEN 'array' THEN
+                    jsonb_typeof(CAST(:capabilities AS jsonb) -> req.key) = 'array'
+                    AND NOT EXISTS (
+                        SELECT 1 FROM jsonb_array_elements(req.value) AS r
+                        WHERE NOT EXISTS (
+                            SELECT 1
+                            FROM jsonb_array_elements(CAST(:capabilities AS jsonb) -> req.key) AS v
+                            WHERE v = r))
+                -- an equal object, or the worker's list holds an equal object
+                WHEN 'object' THEN
+                    (CAST(:capabilities AS jsonb) -> req.key) = req.value
+                    OR (jsonb_typeof(CAST(:capabilities AS jsonb) -> req.key) = 'array'
+                        AND EXISTS (
+                            SELECT 1
+                            FROM jsonb_array_elements(CAST(:capabilities AS jsonb) -> req.key) AS v
+                            WHERE v = req.value))
+                -- a scalar: @> is equality, or membership at the top level of a list
+                ELSE (CAST(:capabilities AS jsonb) -> req.key) @> req.value
+            END, false)
         )
     )"""
 

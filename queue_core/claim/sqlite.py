@@ -12,8 +12,10 @@ Why they are shaped this way:
   reads index entries in order and stops after ``:limit`` matches.
 * Types arrive as one JSON array (``json_each``) so the statement text, and SQLAlchemy's
   compiled cache entry, is the same whatever the number of types.
-* Capability matching (CONTRACT §5) runs in SQL with JSON1. Tasks without requirements are
-  stored as the exact text ``{}`` and skip the JSON work.
+* Capability matching (CONTRACT §5) runs in SQL with JSON1 and must agree with the reference
+  ``queue_core.capabilities.matches`` (JSON equality: true is not 1, 1 is 1.0, objects equal
+  whatever their key order). Tasks without requirements are stored as the exact text ``{}``
+  and skip the JSON work.
 * RETURNING gives rows in no particular order; the caller sorts them.
 """
 
@@ -28,37 +30,70 @@ from queue_core.states import SchedulingStrategy
 
 def _same_scalar(a: str, b: str) -> str:
     # Same JSON scalar: equal atoms of the same JSON type, integers and reals being one type.
+    # Also right for two containers' nodes in json_tree: their atoms are both NULL.
     return (
         f"({a}.atom IS {b}.atom AND ({a}.type = {b}.type"
         f" OR ({a}.type IN ('integer', 'real') AND {b}.type IN ('integer', 'real'))))"
     )
 
 
+def _list_of(row: str) -> str:
+    # A json_each row's value as JSON text when it is a list, else NULL: json_each/json_tree
+    # of NULL is empty, while SQLite may evaluate a subquery over a scalar's bare text (which
+    # is malformed JSON) before the type test that guards it.
+    return f"CASE WHEN {row}.type = 'array' THEN {row}.value END"
+
+
+def _container_of(row: str) -> str:
+    return f"CASE WHEN {row}.type IN ('array', 'object') THEN {row}.value END"
+
+
+def _same_tree(a: str, b: str) -> str:
+    # Two JSON containers (texts) are equal when json_tree gives the same nodes at the same
+    # paths: as many nodes in each, and each node of a has its twin in b. Paths are unique in a
+    # tree, so counting the matched pairs is enough. Object key order does not matter (the path
+    # names the key); list order does (the path holds the index). Comparing json() texts would
+    # get key order, 1 vs 1.0 and nested containers wrong. Counts over joins, not nested NOT
+    # EXISTS, keep the statement within SQLite's parser depth.
+    return f"""(
+        (SELECT count(*) FROM json_tree({a}) AS ta JOIN json_tree({b}) AS tb
+         ON tb.fullkey = ta.fullkey AND {_same_scalar("ta", "tb")})
+        = (SELECT count(*) FROM json_tree({a}))
+        AND (SELECT count(*) FROM json_tree({a})) = (SELECT count(*) FROM json_tree({b})))"""
+
+
+def _same_value(a: str, b: str) -> str:
+    # JSON equality of two json_each rows: scalars by atom, containers by tree.
+    return f"""(
+        ({a}.type NOT IN ('array', 'object') AND {b}.type NOT IN ('array', 'object')
+         AND {_same_scalar(a, b)})
+        OR ({a}.type IN ('array', 'object') AND {a}.type = {b}.type
+            AND {_same_tree(_container_of(a), _container_of(b))}))"""
+
+
+def _requirement_met(req: str, cap: str) -> str:
+    return f"""CASE
+            -- the worker's list holds every element of the task's list
+            WHEN {req}.type = 'array' THEN
+                {cap}.type = 'array'
+                AND (SELECT count(DISTINCT r.key) FROM json_each({_list_of(req)}) AS r
+                     JOIN json_each({_list_of(cap)}) AS v ON {_same_value("v", "r")})
+                    = json_array_length({req}.value)
+            -- equal values, or the worker's list holds the task's value
+            ELSE {_same_value(cap, req)}
+                OR ({cap}.type = 'array'
+                    AND EXISTS (SELECT 1 FROM json_each({_list_of(cap)}) AS v
+                                WHERE {_same_value("v", req)}))
+        END"""
+
+
+# Every requirement key has a worker key that meets it (keys are unique, so count them).
 CAPABILITY_MATCH = f"""(
         t.compatibility = '{{}}'
-        OR NOT EXISTS (
-            SELECT 1 FROM json_each(t.compatibility) AS req
-            WHERE NOT EXISTS (
-                SELECT 1 FROM json_each(:capabilities) AS cap
-                WHERE cap.key = req.key AND (
-                    -- equal scalars
-                    (req.type NOT IN ('array', 'object') AND {_same_scalar("cap", "req")})
-                    -- the worker's list holds the task's scalar
-                    OR (req.type NOT IN ('array', 'object') AND cap.type = 'array'
-                        AND EXISTS (SELECT 1 FROM json_each(cap.value) AS v
-                                    WHERE {_same_scalar("v", "req")}))
-                    -- the worker's list holds every element of the task's list
-                    OR (req.type = 'array' AND cap.type = 'array'
-                        AND NOT EXISTS (
-                            SELECT 1 FROM json_each(req.value) AS r
-                            WHERE NOT EXISTS (SELECT 1 FROM json_each(cap.value) AS v
-                                              WHERE {_same_scalar("v", "r")})))
-                    -- equal objects
-                    OR (req.type = 'object' AND cap.type = 'object'
-                        AND json(cap.value) = json(req.value))
-                )
-            )
-        )
+        OR (SELECT count(*) FROM json_each(t.compatibility) AS req
+            JOIN json_each(:capabilities) AS cap ON cap.key = req.key
+            WHERE {_requirement_met("req", "cap")})
+           = (SELECT count(*) FROM json_each(t.compatibility))
     )"""
 
 RETURNED_COLUMNS = """id, type, payload, priority, attempts, max_attempts, lease_token,
