@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, text, true, update
+from sqlalchemy import Connection, and_, bindparam, case, literal, text, true, update
 from sqlalchemy.sql import ColumnElement
 
 from queue_core.claim import ClaimedTask, ClaimRequest, Lease, TaskClaimer, create_claimer
@@ -73,6 +73,12 @@ class RecoveryReport:
 def retry_delay(attempt: int, base: float, cap: float) -> float:
     """CONTRACT §4: min(base * 2^(attempt-1), cap), before jitter."""
     return float(min(base * 2 ** max(attempt - 1, 0), cap))
+
+
+def _at(instant: datetime) -> ColumnElement[datetime]:
+    """A time bound inside CASE, which does not inherit the column's type: without this the
+    driver would write ISO text on SQLite, which the integer CHECK rejects."""
+    return literal(instant, UtcDateTime())
 
 
 def _guard(lease: Lease) -> ColumnElement[bool]:
@@ -285,8 +291,8 @@ class LeaseRepository:
                 .where(_guard(lease))
                 .values(
                     status=case((gives_up, TaskStatus.FAILED.value), else_=TaskStatus.QUEUED.value),
-                    run_after_utc=case((gives_up, TASKS.c.run_after_utc), else_=retry_at),
-                    finished_at_utc=case((gives_up, now), else_=None),
+                    run_after_utc=case((gives_up, TASKS.c.run_after_utc), else_=_at(retry_at)),
+                    finished_at_utc=case((gives_up, _at(now)), else_=None),
                     locked_by=case((gives_up, TASKS.c.locked_by), else_=None),
                     lease_until_utc=None,
                     error_message=error,
@@ -341,8 +347,8 @@ class LeaseRepository:
                         (cancel, TaskStatus.CANCELLED.value), else_=TaskStatus.QUEUED.value
                     ),
                     attempts=TASKS.c.attempts - 1,
-                    run_after_utc=case((cancel, TASKS.c.run_after_utc), else_=now),
-                    finished_at_utc=case((cancel, now), else_=None),
+                    run_after_utc=case((cancel, TASKS.c.run_after_utc), else_=_at(now)),
+                    finished_at_utc=case((cancel, _at(now)), else_=None),
                     locked_by=case((cancel, TASKS.c.locked_by), else_=None),
                     lease_until_utc=None,
                     wr_key=None,
