@@ -121,3 +121,27 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
     target = tmp_path / "only.db"
     shutil.copyfile(sqlite_template, target)
     return sqlite_url_for(target)
+
+
+@pytest.fixture
+def blank_db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database with no schema at all, for migration and `db` command tests.
+
+    SQLite: a file path that does not exist yet. PostgreSQL: a fresh schema of its own,
+    dropped afterwards, so a test that migrates up and down never disturbs the shared one.
+    """
+    if backend == "sqlite":
+        yield sqlite_url_for(tmp_path / "blank.db")
+        return
+    base: str = request.getfixturevalue("pg_schema_url")
+    schema = f"prismq_blank_{uuid.uuid4().hex[:10]}"
+    admin = Database(base)
+    try:
+        with admin.engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        url = make_url(admin.url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin.dispose()
