@@ -16,6 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar, cast, overload
 
+from workers.registry import Registry, default_registry
+
 log = logging.getLogger("prismq.queue.integration")
 
 ModuleHandler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -36,10 +38,18 @@ class HandlerNotRegistered(LookupError):
 
 
 class ModuleHandlers:
-    """module id → async handler. Registering two handlers for one module is an error."""
+    """module id → async handler. Registering two handlers for one module is an error.
 
-    def __init__(self) -> None:
+    Each handler is also registered, under its module id as the task type, in a worker
+    registry (by default the one ``@task`` fills and ``prismq-queue worker --import`` serves),
+    so the workers that run the queue's tasks need nothing else. A handler may take a second
+    argument with a default, ``ctx=None``: a worker passes its TaskContext, the in-memory
+    manager nothing.
+    """
+
+    def __init__(self, worker_registry: Registry | None = None) -> None:
         self._handlers: dict[str, ModuleHandler] = {}
+        self.worker_registry = worker_registry if worker_registry is not None else Registry()
 
     @overload
     def register(self, module_id: str) -> Callable[[H], H]: ...
@@ -59,13 +69,15 @@ class ModuleHandlers:
                     f"module {module_id!r} already has a handler: {_name(existing)}; "
                     f"refusing {_name(fn)}"
                 )
+            self.worker_registry.register(module_id, fn)
             self._handlers[module_id] = fn
             return fn
 
         return add(handler) if handler is not None else add
 
     def unregister(self, module_id: str) -> None:
-        self._handlers.pop(module_id, None)
+        if self._handlers.pop(module_id, None) is not None:
+            self.worker_registry.unregister(module_id)
 
     def get(self, module_id: str) -> ModuleHandler:
         try:
@@ -93,8 +105,9 @@ class ModuleHandlers:
         return len(self._handlers)
 
 
-module_handlers = ModuleHandlers()
-"""The process-wide registry that ``register_module`` fills."""
+module_handlers = ModuleHandlers(default_registry)
+"""The process-wide registry that ``register_module`` fills; it feeds the default worker
+registry, so ``prismq-queue worker --import your.handlers`` runs these modules."""
 
 register_module = module_handlers.register
 

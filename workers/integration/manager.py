@@ -95,8 +95,6 @@ class QueueTaskManager:
         discard_awaitable(coro)
         if self.require_handler:
             self.handlers.get(run.module_id)
-        if run.run_id in self._active:
-            return run.run_id
         result = self.tasks.enqueue(
             TaskCreate(
                 type=run.module_id,
@@ -110,6 +108,8 @@ class QueueTaskManager:
         if not result.created:
             log.info("run %s was already enqueued as task %s", run.run_id, result.task.task_id)
         apply_snapshot(run, TaskSnapshot.of(result.task))
+        if run.run_id in self._active:
+            return run.run_id  # a retried call: the run is followed already
         self._record(run)
         if not run.status.is_terminal:
             self._active[run.run_id] = run

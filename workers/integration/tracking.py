@@ -141,6 +141,6 @@ def apply_snapshot(run: Run, snap: TaskSnapshot) -> bool:
         run.mark_failed(snap.error_message or "failed", snap.finished_at_utc)
     elif target is RunStatus.CANCELLED:
         run.mark_cancelled(snap.finished_at_utc)
-    elif target is RunStatus.RUNNING and snap.error_message and snap.status is TaskStatus.QUEUED:
+    if target is RunStatus.RUNNING and snap.status is TaskStatus.QUEUED and snap.error_message:
         run.error_message = snap.error_message  # the last attempt's error, while a retry waits
     return before != (run.status, run.exit_code, run.error_message, run.task_id)
