@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, Security
 
@@ -41,39 +41,38 @@ router = APIRouter(
 )
 
 
+ENQUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {"content": json_example(TASK_EXAMPLE)},
+    200: {
+        "model": Task,
+        "description": "The idempotency key was replayed with the same type and payload: "
+        "the task it created earlier, unchanged.",
+        "content": json_example(TASK_EXAMPLE),
+    },
+    **error_responses(
+        409,
+        413,
+        415,
+        d409="The idempotency key is already used with another type or payload.",
+        e409="idempotency key 'order-1234' is already used by task 42 with a different "
+        "type or payload",
+    ),
+}
+
+
 @router.post(
     "/tasks",
     status_code=201,
     summary="Enqueue a task",
     response_description="The new task.",
-    responses={
-        201: {"content": json_example(TASK_EXAMPLE)},
-        200: {
-            "model": Task,
-            "description": "The idempotency key was replayed with the same type and payload: "
-            "the task it created earlier, unchanged.",
-            "content": json_example(TASK_EXAMPLE),
-        },
-        **error_responses(
-            409,
-            413,
-            415,
-            d409="The idempotency key is already used with another type or payload.",
-            e409="idempotency key 'order-1234' is already used by task 42 with a different "
-            "type or payload",
-        ),
-    },
+    responses=ENQUEUE_RESPONSES,
 )
 @router.post(
     "/enqueue",
     status_code=201,
     summary="Enqueue a task (alias of POST /api/queue/tasks)",
     response_description="The new task.",
-    responses={
-        201: {"content": json_example(TASK_EXAMPLE)},
-        200: {"model": Task, "description": "Idempotent replay: the existing task."},
-        **error_responses(409, 413, 415),
-    },
+    responses=ENQUEUE_RESPONSES,
 )
 def enqueue_task(spec: TaskCreate, response: Response, tasks: Tasks) -> Task:
     """Enqueue one task. With an `idempotency_key`, a replay with the same type and payload
