@@ -228,3 +228,17 @@ TIME_COLUMNS = {
     "workers": ("heartbeat_utc", "started_at_utc", "stopped_at_utc"),
     "task_logs": ("at_utc",),
 }
+
+
+class MaintenanceLeaseRow(Base):
+    """Which process runs a scheduled maintenance job, and until when nobody else may.
+
+    The scheduler (``queue_core.maintenance.scheduler``) takes a row only when it is free or
+    expired, with one atomic upsert, so exactly one process runs each job per interval.
+    """
+
+    __tablename__ = "maintenance_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), nullable=False)
+    lease_until_utc: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
