@@ -98,7 +98,8 @@ def test_malformed_json_is_422_with_detail(client: TestClient, body: bytes) -> N
     response = client.post(TASKS, content=body, headers=JSON)
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert isinstance(detail, list) and detail[0]["type"] == "json_invalid"
+    assert isinstance(detail, list)
+    assert detail[0]["type"] == "json_invalid"
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])

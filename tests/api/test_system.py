@@ -68,7 +68,8 @@ def test_docs_work_offline(client: TestClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200
     html = page.text
-    assert "swagger-ui-bundle.js" in html and "/openapi.json" in html
+    assert "swagger-ui-bundle.js" in html
+    assert "/openapi.json" in html
     assert re.findall(r"https?://", html) == []  # nothing from a CDN or any other host
     for asset in re.findall(r'(?:src|href)="([^"]+)"', html):
         assert asset.startswith("/static/")

@@ -72,7 +72,8 @@ def test_enqueue_returns_201_and_the_task_object(client: TestClient) -> None:
 def test_defaults_follow_the_contract(client: TestClient) -> None:
     task = enqueue(client)
     assert (task["priority"], task["max_attempts"]) == (100, 5)
-    assert task["payload"] == {} and task["compatibility"] == {}
+    assert task["payload"] == {}
+    assert task["compatibility"] == {}
 
 
 def test_enqueue_alias_behaves_like_tasks(client: TestClient) -> None:
@@ -94,7 +95,8 @@ def test_idempotent_replay_returns_200_and_the_same_task(client: TestClient) -> 
     again = client.post(TASKS, json=body)
     via_alias = client.post("/api/queue/enqueue", json=body)
     assert first.status_code == 201
-    assert again.status_code == 200 and via_alias.status_code == 200
+    assert again.status_code == 200
+    assert via_alias.status_code == 200
     assert again.json() == first.json() == via_alias.json()
     assert len(client.get(TASKS).json()) == 1
 
@@ -175,7 +177,8 @@ def test_cancel_leased_task_is_202_with_cancel_requested(
     response = client.post(f"{TASKS}/{task['task_id']}/cancel")
     assert response.status_code == 202
     body = response.json()
-    assert body["status"] == "leased" and body["cancel_requested"] is True
+    assert body["status"] == "leased"
+    assert body["cancel_requested"] is True
     assert client.get(f"{TASKS}/{task['task_id']}").json()["cancel_requested"] is True
 
 
@@ -196,7 +199,8 @@ def test_retry_failed_and_cancelled_tasks(client: TestClient, db_for: Database) 
     assert client.get(f"{TASKS}/{failed['task_id']}").json()["status"] == "failed"
     response = client.post(f"{TASKS}/{failed['task_id']}/retry")
     assert response.status_code == 200
-    assert response.json()["status"] == "queued" and response.json()["attempts"] == 0
+    assert response.json()["status"] == "queued"
+    assert response.json()["attempts"] == 0
 
     cancelled = enqueue(client)
     client.post(f"{TASKS}/{cancelled['task_id']}/cancel")
@@ -280,10 +284,12 @@ def test_stats_and_workers(client: TestClient, db_for: Database) -> None:
     WorkerRepository(db_for).register("w1", capabilities={"region": "us"})
     stats = client.get("/api/queue/stats").json()
     assert stats["total_tasks"] == 2
-    assert stats["queued_tasks"] == 1 and stats["leased_tasks"] == stats["processing_tasks"] == 1
+    assert stats["queued_tasks"] == 1
+    assert stats["leased_tasks"] == stats["processing_tasks"] == 1
     assert stats["by_type"] == {"demo.echo": {"leased": 1}, "demo.other": {"queued": 1}}
     assert stats["workers_active"] == 1
     assert stats["oldest_queued_age_seconds"] >= 0
     [worker] = client.get("/api/queue/workers").json()
-    assert worker["worker_id"] == "w1" and worker["status"] == "active"
+    assert worker["worker_id"] == "w1"
+    assert worker["status"] == "active"
     assert worker["capabilities"] == {"region": "us"}
