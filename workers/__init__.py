@@ -1,0 +1,31 @@
+"""The worker runtime: register handlers with ``@task``, run them with ``prismq-queue worker``.
+
+```python
+from workers import task, TaskContext, PermanentError
+
+@task("demo.echo")
+def echo(payload: dict, ctx: TaskContext) -> dict:
+    return {"echo": payload}
+```
+
+To run workers inside another program: ``Worker(WorkerConfig(...)).start()`` and
+``worker.stop(grace)``; see docs/workers.md.
+"""
+
+from workers.context import TaskContext
+from workers.errors import DuplicateHandler, HandlerError, PermanentError
+from workers.registry import Handler, Registry, default_registry, task
+from workers.runtime import Worker, WorkerConfig
+
+__all__ = [
+    "DuplicateHandler",
+    "Handler",
+    "HandlerError",
+    "PermanentError",
+    "Registry",
+    "TaskContext",
+    "Worker",
+    "WorkerConfig",
+    "default_registry",
+    "task",
+]
