@@ -1,0 +1,1 @@
+"""prismq-queue's benchmarks: ``python -m benchmarks`` (see docs/benchmarks.md)."""
