@@ -1,9 +1,10 @@
 """Claiming: the TaskClaimer protocol, the strategies' claimers, and the factory.
 
 A claim is one raw SQL statement per strategy and dialect (``claim/sqlite.py``,
-``claim/postgresql.py``). It leases up to ``limit`` due tasks of the worker's types whose
-``compatibility`` the worker's capabilities satisfy, increments their attempts, and bumps
-their lease token. The caller runs it inside a write transaction (BEGIN IMMEDIATE on SQLite).
+``claim/postgresql.py``), run on a DBAPI cursor (``claim/raw.py`` says why). It leases up to
+``limit`` due tasks of the worker's types whose ``compatibility`` the worker's capabilities
+satisfy, increments their attempts, and bumps their lease token. The caller runs it inside a
+write transaction (BEGIN IMMEDIATE on SQLite).
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ from types import ModuleType
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, TextualSelect, bindparam, column, text
-from sqlalchemy.types import Boolean, Float, Integer, String
 
 from queue_core.claim import postgresql as postgresql_sql
 from queue_core.claim import sqlite as sqlite_sql
 from queue_core.states import SchedulingStrategy
-from queue_core.types import JsonDocument, UtcDateTime
 
 
 @dataclass(frozen=True)
@@ -68,8 +66,9 @@ class ClaimRequest:
 class TaskClaimer(Protocol):
     strategy: SchedulingStrategy
 
-    def claim(self, conn: Connection, request: ClaimRequest, now: datetime) -> list[ClaimedTask]:
-        """Lease up to ``request.limit`` tasks; the caller owns the transaction."""
+    def claim(self, cursor: Any, request: ClaimRequest, now: datetime) -> list[ClaimedTask]:
+        """Lease up to ``request.limit`` tasks on a DBAPI cursor; the caller owns the
+        transaction."""
 
 
 _DIALECT_SQL: dict[str, ModuleType] = {"sqlite": sqlite_sql, "postgresql": postgresql_sql}
@@ -82,71 +81,54 @@ _SORT_KEYS: dict[SchedulingStrategy, Callable[[ClaimedTask], Any]] = {
 }
 
 
-def _claim_statement(sql: str) -> TextualSelect:
-    return (
-        text(sql)
-        .bindparams(
-            bindparam("now", type_=UtcDateTime()),
-            bindparam("lease_until", type_=UtcDateTime()),
-        )
-        .columns(
-            column("id", Integer),
-            column("type", String),
-            column("payload", JsonDocument),
-            column("priority", Integer),
-            column("attempts", Integer),
-            column("max_attempts", Integer),
-            column("lease_token", Integer),
-            column("timeout_seconds", Float),
-            column("run_after_utc", UtcDateTime),
-            column("lease_until_utc", UtcDateTime),
-            column("cancel_requested", Boolean),
-            column("wr_key", Float),
-        )
-    )
-
-
 class SqlClaimer:
-    """Runs the strategy's claim statement for one dialect."""
+    """Runs the strategy's claim statement for one dialect on a DBAPI cursor.
+
+    The cursor comes from :class:`queue_core.claim.raw.RawWriter` (or any DBAPI connection of
+    the engine, inside a write transaction). The statement text is built once.
+    """
 
     def __init__(self, dialect: str, strategy: SchedulingStrategy) -> None:
         self.dialect = dialect
         self.strategy = strategy
-        self._statement = _claim_statement(_DIALECT_SQL[dialect].CLAIM_SQL[strategy])
+        self.sql: ModuleType = _DIALECT_SQL[dialect]
+        self._statement = self.sql.dbapi_sql(self.sql.CLAIM_SQL[strategy])
         self._sort_key = _SORT_KEYS[strategy]
-        self._encode_types: Callable[[Sequence[str]], Any] = _DIALECT_SQL[dialect].encode_types
 
-    def claim(self, conn: Connection, request: ClaimRequest, now: datetime) -> list[ClaimedTask]:
+    def claim(self, cursor: Any, request: ClaimRequest, now: datetime) -> list[ClaimedTask]:
         if request.limit < 1 or not request.types:
             return []
-        rows = conn.execute(
+        sql = self.sql
+        cursor.execute(
             self._statement,
             {
                 "worker_id": request.worker_id,
-                "now": now,
-                "lease_until": now + timedelta(seconds=request.lease_seconds),
-                "types": self._encode_types(request.types),
+                "now": sql.bind_time(now),
+                "lease_until": sql.bind_time(now + timedelta(seconds=request.lease_seconds)),
+                "types": sql.encode_types(request.types),
                 "capabilities": orjson.dumps(dict(request.capabilities)).decode(),
                 "limit": request.limit,
             },
-        ).all()
+        )
+        read_time, read_json = sql.read_time, sql.read_json
+        # Columns in the order of RETURNED_COLUMNS.
         claimed = [
             ClaimedTask(
-                task_id=row.id,
-                type=row.type,
-                payload=row.payload,
-                priority=row.priority,
-                attempt=row.attempts,
-                max_attempts=row.max_attempts,
-                lease_token=row.lease_token,
-                timeout_seconds=row.timeout_seconds,
-                run_after_utc=row.run_after_utc,
-                lease_until_utc=row.lease_until_utc,
-                cancel_requested=bool(row.cancel_requested),
+                task_id=row[0],
+                type=row[1],
+                payload=read_json(row[2]),
+                priority=row[3],
+                attempt=row[4],
+                max_attempts=row[5],
+                lease_token=row[6],
+                timeout_seconds=row[7],
+                run_after_utc=read_time(row[8]),
+                lease_until_utc=read_time(row[9]),
+                cancel_requested=bool(row[10]),
                 worker_id=request.worker_id,
-                wr_key=row.wr_key,
+                wr_key=row[11],
             )
-            for row in rows
+            for row in cursor.fetchall()
         ]
         claimed.sort(key=self._sort_key)
         return claimed

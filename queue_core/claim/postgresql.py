@@ -20,8 +20,14 @@ Why they are shaped this way (the pattern River, Oban, GoodJob and pgqueuer use)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
+import orjson
+
+from queue_core.clock import ensure_utc
 from queue_core.states import SchedulingStrategy
 
 CAPABILITY_MATCH = """(
@@ -141,3 +147,52 @@ WHERE status = 'leased' AND locked_by = :worker_id
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
 """
+
+
+# --- the DBAPI side of the hot path (queue_core/claim/raw.py) ---
+
+# Completion, guarded like every transition: the row must still be leased by this holder.
+COMPLETE_SQL = """
+UPDATE task_queue
+SET status = 'completed', result = CAST(:result AS jsonb), finished_at_utc = :now,
+    lease_until_utc = NULL, updated_at_utc = :now
+WHERE id = :id AND status = 'leased' AND locked_by = :worker_id AND lease_token = :lease_token
+RETURNING id
+"""
+
+INSERT_LOG_SQL = """
+INSERT INTO task_logs (task_id, at_utc, level, message, details)
+VALUES (:task_id, :at_utc, :level, :message, CAST(:details AS jsonb))
+"""
+
+SET_KEY_SQL = """
+UPDATE task_queue SET wr_key = :wr_key WHERE id = :id AND status = 'queued' AND wr_key IS NULL
+"""
+
+# ":name" but not the "::" of a cast.
+_NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def dbapi_sql(sql: str) -> str:
+    """The statement as psycopg takes it: ``:name`` becomes ``%(name)s``."""
+    return _NAMED_PARAMETER.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+def begin_write(cursor: Any) -> None:
+    """psycopg opens the transaction at the first statement."""
+
+
+def bind_time(value: datetime) -> datetime:
+    return value
+
+
+def read_time(value: Any) -> datetime:
+    return ensure_utc(value)
+
+
+def bind_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def read_json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value

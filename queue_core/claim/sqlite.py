@@ -22,9 +22,12 @@ Why they are shaped this way:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 import orjson
 
+from queue_core.clock import from_micros, to_micros
 from queue_core.states import SchedulingStrategy
 
 
@@ -182,3 +185,50 @@ FROM task_queue INDEXED BY ix_task_queue_lease_until
 WHERE status = 'leased' AND locked_by = :worker_id
 LIMIT :limit
 """
+
+
+# --- the DBAPI side of the hot path (queue_core/claim/raw.py) ---
+
+# Completion, guarded like every transition: the row must still be leased by this holder.
+COMPLETE_SQL = """
+UPDATE task_queue
+SET status = 'completed', result = :result, finished_at_utc = :now, lease_until_utc = NULL,
+    updated_at_utc = :now
+WHERE id = :id AND status = 'leased' AND locked_by = :worker_id AND lease_token = :lease_token
+RETURNING id
+"""
+
+INSERT_LOG_SQL = """
+INSERT INTO task_logs (task_id, at_utc, level, message, details)
+VALUES (:task_id, :at_utc, :level, :message, :details)
+"""
+
+SET_KEY_SQL = """
+UPDATE task_queue SET wr_key = :wr_key WHERE id = :id AND status = 'queued' AND wr_key IS NULL
+"""
+
+
+def dbapi_sql(sql: str) -> str:
+    """The statement as the sqlite3 module takes it: it reads ``:name`` parameters itself."""
+    return sql
+
+
+def begin_write(cursor: Any) -> None:
+    # The write lock up front: a deferred transaction that later needs it fails at once.
+    cursor.execute("BEGIN IMMEDIATE")
+
+
+def bind_time(value: datetime) -> int:
+    return to_micros(value)
+
+
+def read_time(value: Any) -> datetime:
+    return from_micros(int(value))
+
+
+def bind_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def read_json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value

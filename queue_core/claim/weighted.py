@@ -32,23 +32,12 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
-from types import ModuleType
-
-from sqlalchemy import Connection, bindparam, text
+from typing import Any
 
 from queue_core.claim import ClaimedTask, ClaimRequest, SqlClaimer
-from queue_core.claim import postgresql as postgresql_sql
-from queue_core.claim import sqlite as sqlite_sql
 from queue_core.states import SchedulingStrategy
-from queue_core.types import UtcDateTime
 
 PROMOTE_BATCH = 1000
-
-_DIALECT_SQL: dict[str, ModuleType] = {"sqlite": sqlite_sql, "postgresql": postgresql_sql}
-
-SET_KEY_SQL = text(
-    "UPDATE task_queue SET wr_key = :wr_key WHERE id = :id AND status = 'queued' AND wr_key IS NULL"
-)
 
 
 def race_weight(priority: int, rng: random.Random) -> float:
@@ -59,34 +48,35 @@ def race_weight(priority: int, rng: random.Random) -> float:
 class WeightedRandomClaimer(SqlClaimer):
     def __init__(self, dialect: str, rng: random.Random | None = None) -> None:
         super().__init__(dialect, SchedulingStrategy.WEIGHTED_RANDOM)
-        sql = _DIALECT_SQL[dialect]
         self.rng = rng or random.Random()
-        self._promote = text(sql.PROMOTE_SELECT_SQL).bindparams(
-            bindparam("now", type_=UtcDateTime())
-        )
-        self._read_clock = text(sql.READ_CLOCK_SQL)
-        self._advance_clock = text(sql.ADVANCE_CLOCK_SQL)
+        self._promote = self.sql.dbapi_sql(self.sql.PROMOTE_SELECT_SQL)
+        self._set_key = self.sql.dbapi_sql(self.sql.SET_KEY_SQL)
+        self._read_clock = self.sql.dbapi_sql(self.sql.READ_CLOCK_SQL)
+        self._advance_clock = self.sql.dbapi_sql(self.sql.ADVANCE_CLOCK_SQL)
 
-    def claim(self, conn: Connection, request: ClaimRequest, now: datetime) -> list[ClaimedTask]:
+    def claim(self, cursor: Any, request: ClaimRequest, now: datetime) -> list[ClaimedTask]:
         if request.limit < 1 or not request.types:
             return []
-        vtime = conn.execute(self._read_clock).scalar() or 0.0
-        self.promote_due(conn, now, vtime)
-        claimed = super().claim(conn, request, now)
+        cursor.execute(self._read_clock)
+        row = cursor.fetchone()
+        vtime = float(row[0]) if row is not None else 0.0
+        self.promote_due(cursor, now, vtime)
+        claimed = super().claim(cursor, request, now)
         keys = [task.wr_key for task in claimed if task.wr_key is not None]
         if keys:
-            conn.execute(self._advance_clock, {"vtime": max(keys)})
+            cursor.execute(self._advance_clock, {"vtime": max(keys)})
         return claimed
 
-    def promote_due(self, conn: Connection, now: datetime, vtime: float) -> int:
+    def promote_due(self, cursor: Any, now: datetime, vtime: float) -> int:
         """Give race keys to tasks that have come due without one."""
-        rows = conn.execute(self._promote, {"now": now, "limit": PROMOTE_BATCH}).all()
+        cursor.execute(self._promote, {"now": self.sql.bind_time(now), "limit": PROMOTE_BATCH})
+        rows = cursor.fetchall()
         if rows:
-            conn.execute(
-                SET_KEY_SQL,
+            cursor.executemany(
+                self._set_key,
                 [
-                    {"id": row.id, "wr_key": vtime + race_weight(row.priority, self.rng)}
-                    for row in rows
+                    {"id": task_id, "wr_key": vtime + race_weight(priority, self.rng)}
+                    for task_id, priority in rows
                 ],
             )
         return len(rows)

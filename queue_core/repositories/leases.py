@@ -23,6 +23,7 @@ from sqlalchemy.sql import ColumnElement
 from queue_core.claim import ClaimedTask, ClaimRequest, Lease, TaskClaimer, create_claimer
 from queue_core.claim import postgresql as postgresql_sql
 from queue_core.claim import sqlite as sqlite_sql
+from queue_core.claim.raw import RawWriter
 from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
 from queue_core.errors import LeaseLost
@@ -99,6 +100,10 @@ class LeaseRepository:
         self.rng = rng or random.Random()
         self._claimers: dict[SchedulingStrategy, TaskClaimer] = {}
         sql = _DIALECT_SQL[db.dialect]
+        # claim and complete run on a DBAPI connection of their own (claim/raw.py says why).
+        self._raw = RawWriter(db)
+        self._complete_sql = sql.dbapi_sql(sql.COMPLETE_SQL)
+        self._insert_log_sql = sql.dbapi_sql(sql.INSERT_LOG_SQL)
         now_param = bindparam("now", type_=UtcDateTime())
         self._expired = text(sql.EXPIRED_SELECT_SQL).bindparams(now_param)
         self._held_by = text(sql.HELD_BY_SELECT_SQL)
@@ -137,10 +142,10 @@ class LeaseRepository:
         )
         claimer = self.claimer(strategy)
         now = self.clock()
-        with self.db.write() as conn:
-            claimed = claimer.claim(conn, request, now)
-            write_logs(
-                conn,
+        with self._raw.transaction() as cursor:
+            claimed = claimer.claim(cursor, request, now)
+            self._write_logs_raw(
+                cursor,
                 [
                     log_entry(
                         task.task_id,
@@ -239,23 +244,23 @@ class LeaseRepository:
     def complete_many(self, outcomes: Sequence[tuple[Lease, Any]]) -> list[int]:
         """Complete several tasks in one transaction; returns the ids whose lease was lost."""
         now = self.clock()
+        sql = self._raw.sql
+        at = sql.bind_time(now)
         lost: list[int] = []
         logs = []
-        with self.db.write() as conn:
+        with self._raw.transaction() as cursor:
             for lease, result in outcomes:
-                row = conn.execute(
-                    update(TASKS)
-                    .where(_guard(lease))
-                    .values(
-                        status=TaskStatus.COMPLETED.value,
-                        result=result,
-                        finished_at_utc=now,
-                        lease_until_utc=None,
-                        updated_at_utc=now,
-                    )
-                    .returning(TASKS.c.id)
-                ).first()
-                if row is None:
+                cursor.execute(
+                    self._complete_sql,
+                    {
+                        "result": sql.bind_json(result),
+                        "now": at,
+                        "id": lease.task_id,
+                        "worker_id": lease.worker_id,
+                        "lease_token": lease.lease_token,
+                    },
+                )
+                if cursor.fetchone() is None:
                     lost.append(lease.task_id)
                     continue
                 logs.append(
@@ -268,8 +273,30 @@ class LeaseRepository:
                         attempt=lease.attempt,
                     )
                 )
-            write_logs(conn, logs)
+            self._write_logs_raw(cursor, logs)
         return lost
+
+    def _write_logs_raw(self, cursor: Any, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        sql = self._raw.sql
+        cursor.executemany(
+            self._insert_log_sql,
+            [
+                {
+                    **entry,
+                    "at_utc": sql.bind_time(entry["at_utc"]),
+                    "details": (
+                        None if entry["details"] is None else sql.bind_json(entry["details"])
+                    ),
+                }
+                for entry in entries
+            ],
+        )
+
+    def close(self) -> None:
+        """Give back the connection the hot path keeps (it is also freed with the object)."""
+        self._raw.close()
 
     def fail(self, lease: Lease, error: str, *, permanent: bool = False) -> FailOutcome:
         """Retry with back-off while attempts remain; otherwise (or if ``permanent``) the task

@@ -233,7 +233,14 @@ def _claim_rolled_back(
     ).all()
     index = {row.id: n for n, row in enumerate(rows)}
     claimer = create_claimer(db.dialect, SchedulingStrategy.PRIORITY)
-    claimed = claimer.claim(conn, ClaimRequest("w", ["t"], capabilities, limit=len(rows) + 1), now)
+    # The claimer runs on the DBAPI connection under this transaction (claim/raw.py).
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        claimed = claimer.claim(
+            cursor, ClaimRequest("w", ["t"], capabilities, limit=len(rows) + 1), now
+        )
+    finally:
+        cursor.close()
     return {index[task.task_id] for task in claimed}
 
 
