@@ -132,6 +132,8 @@ def up_command(host: str, port: int, insecure: bool, database_url: str | None) -
                     uvicorn.Config(create_app(settings, database=db), host=host, port=port)
                 )
                 server.run()
+        except KeyboardInterrupt:
+            pass  # Ctrl+C or SIGTERM: the way `up` is meant to end
         finally:
             watcher.stopping.set()
             _stop_worker(worker)
