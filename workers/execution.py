@@ -259,8 +259,15 @@ class AsyncRunner:
         execution._task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if execution.ctx.should_stop:  # stopped before it could start
-            task.cancel()
+        task.add_done_callback(lambda _task: self._ensure_finished(execution))
+        if execution.ctx.should_stop:
+            # Stopped before it started: cancel after its first step, inside its try block.
+            asyncio.get_running_loop().call_soon(task.cancel)
+
+    @staticmethod
+    def _ensure_finished(execution: Execution) -> None:
+        if not execution.finished:  # cancelled before its first step ran
+            execution._finish(Outcome("interrupted", error="cancelled"))
 
     def cancel(self, execution: Execution) -> None:
         loop = self._loop
@@ -322,9 +329,11 @@ class HandlerExecutor:
     def abandon(self, execution: Execution) -> bool:
         """Stop waiting: cancel an async handler, retire a sync handler's thread."""
         if execution.handler.is_async:
+            if execution.finished:
+                return False
             execution.retired = True
             self.loop.cancel(execution)
-            return not execution.finished
+            return True
         return self.threads.retire(execution)
 
     def close(self, timeout: float = 1.0) -> None:
