@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -63,7 +64,30 @@ def check_document(name: str, value: Mapping[str, Any], settings: QueueSettings)
         raise PayloadTooLarge(len(encoded), settings.payload_max_bytes)
     if json_depth(value, settings.json_max_depth) > settings.json_max_depth:
         raise InvalidPayload(f"{name} is nested deeper than {settings.json_max_depth} levels")
+    # orjson writes NaN and Infinity as null (the value would silently change), and jsonb
+    # cannot hold U+0000. Both leave a trace in the bytes, so only then is the value walked.
+    if b"null" in encoded or b"\\u0000" in encoded:
+        problem = _unstorable(value)
+        if problem:
+            raise InvalidPayload(f"{name} {problem}")
     return len(encoded)
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why a JSON-serialisable value cannot be stored unchanged, or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"holds {item!r}: JSON has no NaN or Infinity"
+        if isinstance(item, str) and "\x00" in item:
+            return "holds a NUL character (U+0000), which PostgreSQL cannot store"
+        if isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
 
 
 def task_from_row(row: Row[Any]) -> Task:
