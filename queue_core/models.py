@@ -33,7 +33,7 @@ from queue_core.settings import (
     TYPE_MAX_LENGTH,
 )
 from queue_core.states import ALL_STATES, TaskStatus
-from queue_core.types import JsonDocument, UtcDateTime, utc_now_default
+from queue_core.types import JsonDocument, JsonText, UtcDateTime, utc_now_default
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -72,7 +72,7 @@ class TaskRow(Base):
         Integer, nullable=False, server_default=str(PRIORITY_DEFAULT)
     )
     payload: Mapped[dict[str, Any]] = mapped_column(
-        JsonDocument, nullable=False, server_default=text("'{}'")
+        JsonText, nullable=False, server_default=text("'{}'")
     )
     compatibility: Mapped[dict[str, Any]] = mapped_column(
         JsonDocument, nullable=False, server_default=text("'{}'")
@@ -97,7 +97,7 @@ class TaskRow(Base):
     # Beyond the contract's columns: the handler's return value, the cancel flag a running
     # handler polls, an optional time limit, the lease token that guards every transition
     # (bumped at each claim, never reused) and the weighted_random race key.
-    result: Mapped[Any | None] = mapped_column(JsonDocument, nullable=True)
+    result: Mapped[Any | None] = mapped_column(JsonText, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=text("false")
     )

@@ -52,6 +52,13 @@ class UtcDateTime(TypeDecorator[datetime]):
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 """JSON text on SQLite (read with JSON1), ``jsonb`` on PostgreSQL (containment operators)."""
 
+JsonText = JSON()
+"""JSON kept as the exact text it was written as, on both dialects (``json`` on PostgreSQL).
+
+For the user's own documents, which the queue hands back and never looks inside (payload,
+result): ``jsonb`` would normalise them, turning the float ``3.176370847049455e16`` into the
+integer ``31763708470494550``, ``-0.0`` into ``0.0``, and reordering keys."""
+
 
 class utc_now_default(FunctionElement[datetime]):
     """The database's own "now" in the storage of :class:`UtcDateTime`, for server defaults."""

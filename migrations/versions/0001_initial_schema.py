@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from queue_core.types import JsonDocument, UtcDateTime, utc_now_default
+from queue_core.types import JsonDocument, JsonText, UtcDateTime, utc_now_default
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -61,7 +61,7 @@ def upgrade() -> None:
         sa.Column("id", RowId, autoincrement=True, nullable=False),
         sa.Column("type", sa.String(length=200), nullable=False),
         sa.Column("priority", sa.Integer(), server_default="100", nullable=False),
-        sa.Column("payload", JsonDocument, server_default=sa.text("'{}'"), nullable=False),
+        sa.Column("payload", JsonText, server_default=sa.text("'{}'"), nullable=False),
         sa.Column("compatibility", JsonDocument, server_default=sa.text("'{}'"), nullable=False),
         sa.Column("status", sa.String(length=16), server_default="queued", nullable=False),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
@@ -76,7 +76,7 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         _time("created_at_utc"),
         _time("updated_at_utc"),
-        sa.Column("result", JsonDocument, nullable=True),
+        sa.Column("result", JsonText, nullable=True),
         sa.Column(
             "cancel_requested", sa.Boolean(), server_default=sa.text("false"), nullable=False
         ),
