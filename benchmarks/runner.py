@@ -312,18 +312,23 @@ def run(opts: Options) -> dict[str, Any]:
                         / system
                         / f"{job.key}-rep{rep + 1}".replace("[", "_").replace("]", "")
                     )
-                    busy = prev_busy if prev_busy is not None else environment.cpu_busy()
+                    busy = prev_busy
+                    if busy is None and not opts.quick:
+                        busy = environment.cpu_busy()
                     max_wait = min(gate_wait, max(0.0, opts.quiet_wait_budget - waited_total))
                     waited = 0.0
                     if max_wait > 0:
-                        progress.status(f"waiting for other tenants to go quiet ({busy:.0f}% busy)")
+                        progress.status(
+                            f"waiting for other tenants to go quiet ({busy or 0:.0f}% busy)"
+                        )
                         waited, busy = environment.wait_for_quiet(opts.quiet_gate, max_wait, busy)
                         waited_total += waited
                     progress.status(f"rep {rep + 1}/{reps} {system} {job.key}")
                     load_before = dict(environment.machine_load(), cpu_busy_pct=busy)
                     res = run_job(job, outdir, env, size_args)
-                    time.sleep(0.3)  # our own stragglers (PG backends, checkpoints) settle
-                    prev_busy = environment.cpu_busy() if not opts.quick else None
+                    if not opts.quick:
+                        time.sleep(0.3)  # our own stragglers (PG backends, checkpoints) settle
+                        prev_busy = environment.cpu_busy()
                     res["rep"] = rep + 1
                     res["load_before"] = load_before
                     res["load_after"] = dict(environment.machine_load(), cpu_busy_pct=prev_busy)

@@ -281,9 +281,12 @@ def w3(system: System, a: argparse.Namespace, outdir: Path) -> dict[str, Any]:
                 status = "all workers exited"
                 break
     finally:
+        t_stop = time.monotonic()
         rcs = stop_workers(procs)
+        stop_s = time.monotonic() - t_stop
     recs = [r for r in read_records(outdir) if 0 <= r[0] < n]
     res: dict[str, Any] = {
+        "stop_s": stop_s,
         "tasks": n,
         "nproc": a.nproc,
         "variant": a.variant,
