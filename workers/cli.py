@@ -135,12 +135,12 @@ def worker_command(
     offered = parse_json_object(capabilities, "--capabilities")
     if worker_id is not None and not worker_id.strip():
         raise click.BadParameter("cannot be empty", param_hint="--worker-id")
-    configure_logging(log_format, log_level)
     import_handler_modules(imports)
     if not len(default_registry):
         raise click.UsageError(
             f"no task handlers registered by {', '.join(imports)}: decorate them with @task"
         )
+    configure_logging(log_format, log_level)
     config = WorkerConfig(
         database_url=database_url,
         concurrency=concurrency,
