@@ -90,6 +90,28 @@ def _unstorable(value: Any) -> str | None:
     return None
 
 
+def json_equal(a: Any, b: Any) -> bool:
+    """Equal as JSON values. Python's ``==`` is not: it calls ``True == 1`` and
+    ``{"on": False} == {"on": 0}``. Numbers compare by value (``1`` is ``1.0``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(json_equal(value, b[key]) for key, value in a.items())
+        )
+    if isinstance(a, list):
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(a, int | float):
+        return isinstance(b, int | float) and a == b
+    return type(a) is type(b) and a == b
+
+
 def task_from_row(row: Row[Any]) -> Task:
     mapping = row._mapping
     return Task.model_construct(

@@ -22,6 +22,7 @@ from queue_core.repositories._common import (
     TASKS,
     WORKERS,
     check_document,
+    json_equal,
     log_entry,
     log_from_row,
     task_from_row,
@@ -143,7 +144,7 @@ class TaskRepository:
         existing = task_from_row(
             conn.execute(select(TASKS).where(TASKS.c.idempotency_key == spec.idempotency_key)).one()
         )
-        same_payload = existing.payload == orjson.loads(orjson.dumps(spec.payload))
+        same_payload = json_equal(existing.payload, orjson.loads(orjson.dumps(spec.payload)))
         if existing.type != spec.type or not same_payload:
             raise IdempotencyConflict(spec.idempotency_key, existing.task_id)
         return EnqueueResult(existing, created=False)
