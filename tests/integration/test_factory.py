@@ -78,5 +78,6 @@ def test_queue_options_reach_the_queue_manager(db_url: str) -> None:
     manager = create_task_manager(
         InMemoryRunRegistry(), settings=settings, database_url=db_url, max_attempts=2
     )
-    assert isinstance(manager, QueueTaskManager) and manager.max_attempts == 2
+    assert isinstance(manager, QueueTaskManager)
+    assert manager.max_attempts == 2
     _close(manager)

@@ -32,8 +32,10 @@ def test_registered_handlers_build_the_coroutine_the_old_callers_passed() -> Non
     parameters = {"n": 21}
     coro = handlers.coroutine_for("report.build", parameters)
     assert asyncio.run(coro) == 42
-    assert "report.build" in handlers and handlers.module_ids() == ["report.build"]
-    assert list(handlers) == ["report.build"] and len(handlers) == 1
+    assert "report.build" in handlers
+    assert handlers.module_ids() == ["report.build"]
+    assert list(handlers) == ["report.build"]
+    assert len(handlers) == 1
 
 
 def test_a_missing_handler_names_the_module_and_the_fix() -> None:
@@ -42,7 +44,8 @@ def test_a_missing_handler_names_the_module_and_the_fix() -> None:
     with pytest.raises(HandlerNotRegistered) as caught:
         handlers.get("unknown.module")
     message = str(caught.value)
-    assert "'unknown.module'" in message and "'known.one'" in message
+    assert "'unknown.module'" in message
+    assert "'known.one'" in message
     assert "@register_module('unknown.module')" in message
     assert caught.value.module_id == "unknown.module"
 
@@ -72,7 +75,8 @@ def test_each_module_is_also_a_worker_task_type() -> None:
     assert registry.names() == ["mirror.one"]
     assert registry.get("mirror.one").is_async
     handlers.unregister("mirror.one")
-    assert registry.names() == [] and "mirror.one" not in handlers
+    assert registry.names() == []
+    assert "mirror.one" not in handlers
     # The worker registry's own rules hold: a task type has one handler.
     registry.register("taken", _other_noop)
     with pytest.raises(DuplicateHandler):

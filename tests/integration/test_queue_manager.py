@@ -92,7 +92,8 @@ def test_a_retried_start_task_never_doubles_work(qdb: Database) -> None:
         assert third.start_task(Run("run-1", "compat.echo", {"n": 1})) == "run-1"
         assert third.get_active_task_count() == 0
         stored = third.registry.get_run("run-1")
-        assert stored is not None and stored.status is RunStatus.COMPLETED
+        assert stored is not None
+        assert stored.status is RunStatus.COMPLETED
         assert stored.exit_code == 0
         assert len(TaskRepository(qdb).list()) == 1
         await second.close()
@@ -167,7 +168,8 @@ def test_the_registry_follows_each_transition(qdb: Database) -> None:
         done = registry.get_run("ok")
         assert done is not None
         assert (done.status, done.exit_code) == (RunStatus.COMPLETED, 0)
-        assert done.started_at is not None and done.completed_at is not None
+        assert done.started_at is not None
+        assert done.completed_at is not None
 
         bad = claim_one(qdb)
         leases.fail(bad.lease, "first error")  # retry pending: the run is still under way
@@ -180,7 +182,8 @@ def test_the_registry_follows_each_transition(qdb: Database) -> None:
         await manager.wait_all(timeout=10)
         assert registry.statuses("bad") == [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED]
         failed = registry.get_run("bad")
-        assert failed is not None and failed.error_message == "second error"
+        assert failed is not None
+        assert failed.error_message == "second error"
         assert manager.get_active_task_count() == 0
         await manager.close()
 
@@ -193,7 +196,8 @@ def test_cancel_of_a_queued_run_is_immediate(qdb: Database) -> None:
         manager.start_task(Run("run-1", "compat.echo", {}))
         assert await manager.cancel_task("run-1") is True
         stored = manager.registry.get_run("run-1")
-        assert stored is not None and stored.status is RunStatus.CANCELLED
+        assert stored is not None
+        assert stored.status is RunStatus.CANCELLED
         (task,) = TaskRepository(qdb).list()
         assert task.status is TaskStatus.CANCELLED
         assert not manager.is_task_active("run-1")
@@ -219,7 +223,8 @@ def test_cancel_of_a_running_run_waits_for_its_worker(qdb: Database) -> None:
         stopper = asyncio.create_task(asyncio.to_thread(worker_notices_and_stops))
         assert await asyncio.wait_for(manager.cancel_task("run-1"), 30) is True
         stored = manager.registry.get_run("run-1")
-        assert stored is not None and stored.status is RunStatus.CANCELLED
+        assert stored is not None
+        assert stored.status is RunStatus.CANCELLED
         await stopper
         await manager.close()
 
@@ -240,7 +245,8 @@ def test_cancel_of_a_running_run_gives_up_waiting_but_stays_requested(
         LeaseRepository(qdb).mark_cancelled(claimed.lease)
         await manager.wait_all(timeout=10)
         stored = manager.registry.get_run("run-1")
-        assert stored is not None and stored.status is RunStatus.CANCELLED
+        assert stored is not None
+        assert stored.status is RunStatus.CANCELLED
         await manager.close()
 
     with caplog.at_level(logging.WARNING, "prismq.queue.integration"):
@@ -262,7 +268,8 @@ def test_a_restarted_process_tracks_runs_it_did_not_start(qdb: Database) -> None
         LeaseRepository(qdb).complete(claim_one(qdb).lease)
         await after.wait_all(timeout=10)
         done = registry.get_run("run-1")
-        assert done is not None and done.status is RunStatus.COMPLETED
+        assert done is not None
+        assert done.status is RunStatus.COMPLETED
         # cancel_task also finds runs it never tracked, by run_id.
         other = make_manager(qdb)
         assert await other.cancel_task("run-1") is False
@@ -280,7 +287,8 @@ def test_a_run_whose_task_vanished_fails(qdb: Database) -> None:
             conn.execute(delete(TASKS))
         await manager.wait_all(timeout=10)
         stored = manager.registry.get_run("run-1")
-        assert stored is not None and stored.status is RunStatus.FAILED
+        assert stored is not None
+        assert stored.status is RunStatus.FAILED
         assert "no longer exists" in (stored.error_message or "")
         await manager.close()
 
@@ -321,4 +329,5 @@ def test_the_manager_needs_an_event_loop_only_to_sync(qdb: Database, tmp_path: P
 
     asyncio.run(scenario())
     stored = manager.registry.get_run("run-1")
-    assert stored is not None and stored.status is RunStatus.COMPLETED
+    assert stored is not None
+    assert stored.status is RunStatus.COMPLETED

@@ -185,6 +185,10 @@ class QueueTaskManager:
         self._wake()
         return [run_id for run_id in snaps if run_id in self._active]
 
+    def forget(self, run_id: str) -> None:
+        """Stop following a run: its registry entry is no longer written by this manager."""
+        self._active.pop(run_id, None)
+
     def notify_changed(self) -> None:
         """Thread-safe: a task may have changed state (an embedded worker finished one), so
         the sync loop should look now rather than at its next back-off tick."""
@@ -202,6 +206,8 @@ class QueueTaskManager:
         snaps = await asyncio.to_thread(snapshots_by_id, self.db, ids)
         changed = False
         for run_id, run in runs.items():
+            if self._active.get(run_id) is not run:
+                continue  # forgotten, or settled by cancel_task, while the query ran
             snap = snaps.get(run.task_id) if run.task_id is not None else None
             if snap is None:
                 run.mark_failed(TASK_VANISHED.format(task_id=run.task_id))
