@@ -19,9 +19,12 @@ class Database:
 
     def __init__(self, url: str | None = None, settings: QueueSettings | None = None) -> None:
         self.settings = settings or QueueSettings()
-        self.url = resolve_database_url(url, self.settings)
-        self.backend: Backend = backend_for(self.url)
-        self.engine: Engine = self.backend.create_engine(self.url, self.settings)
+        resolved = resolve_database_url(url, self.settings)
+        self.backend: Backend = backend_for(resolved)
+        self.engine: Engine = self.backend.create_engine(resolved, self.settings)
+        # The URL the engine really uses (postgresql:// and postgres:// name psycopg 3), so
+        # whatever reuses it, Alembic among them, picks the same driver.
+        self.url = self.engine.url.render_as_string(hide_password=False)
 
     @property
     def dialect(self) -> str:

@@ -69,4 +69,9 @@ def _postgresql() -> Backend:
     return PostgresBackend()
 
 
-_BACKENDS: dict[str, Callable[[], Backend]] = {"sqlite": _sqlite, "postgresql": _postgresql}
+# "postgres" is the scheme Heroku-style URLs use; normalise_url maps it to psycopg 3.
+_BACKENDS: dict[str, Callable[[], Backend]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+    "postgres": _postgresql,
+}

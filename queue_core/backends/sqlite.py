@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import sys
 import threading
@@ -32,7 +33,11 @@ log = logging.getLogger("prismq.queue.sqlite")
 READ_ONLY_OPTION = "prismq_read_only"
 """Execution option: a connection carrying it begins a deferred (read) transaction."""
 
-NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smbfs", "smb3", "9p", "fuse.sshfs", "afs"})
+# drvfs and 9p are how WSL mounts Windows drives; the rest are network or cluster file systems.
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smbfs", "smb3", "9p", "drvfs", "fuse.sshfs", "afs", "ceph"}
+    | {"glusterfs", "fuse.glusterfs", "lustre", "gpfs"}
+)
 
 # An idle worker checks PRAGMA data_version at this pace for a while after the last activity,
 # then relaxes to its poll interval: fast wake-ups when work flows, little CPU when it does not.
@@ -54,26 +59,36 @@ def check_sqlite_version(version: tuple[int, int, int] = sqlite3.sqlite_version_
         )
 
 
-def network_filesystem_of(path: Path) -> str | None:
-    """The network file system type holding ``path``, or None when it is local or unknown."""
+def network_filesystem_of(path: Path, mounts: str | None = None) -> str | None:
+    """The network file system type holding ``path``, or None when it is local or unknown.
+
+    ``mounts`` is the text of ``/proc/mounts`` (read when not given); elsewhere than Linux
+    only UNC paths on Windows are recognised.
+    """
     text_path = str(path)
     if sys.platform == "win32":
         return "smb" if text_path.startswith(("\\\\", "//")) else None
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return None
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
     best, best_type = "", None
     resolved = path.resolve().as_posix()
-    for line in mounts:
+    for line in mounts.splitlines():
         parts = line.split()
         if len(parts) < 3:
             continue
-        mount_point, fs_type = parts[1], parts[2]
+        mount_point, fs_type = _unescape_mount_field(parts[1]), parts[2]
         inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
         if inside and len(mount_point) > len(best):
             best, best_type = mount_point, fs_type
     return best_type if best_type in NETWORK_FILESYSTEMS else None
+
+
+def _unescape_mount_field(field: str) -> str:
+    """/proc/mounts writes space, tab, newline and backslash in paths as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 class SqliteBackend:
