@@ -151,6 +151,9 @@ FOR UPDATE SKIP LOCKED
 
 # --- the DBAPI side of the hot path (queue_core/claim/raw.py) ---
 
+# A pooled connection per transaction for claims and completions (claim/raw.py).
+KEEP_CONNECTION = False
+
 # Completion, guarded like every transition: the row must still be leased by this holder.
 COMPLETE_SQL = """
 UPDATE task_queue

@@ -189,6 +189,9 @@ LIMIT :limit
 
 # --- the DBAPI side of the hot path (queue_core/claim/raw.py) ---
 
+# One kept connection per Database for claims and completions (claim/raw.py).
+KEEP_CONNECTION = True
+
 # Completion, guarded like every transition: the row must still be leased by this holder.
 COMPLETE_SQL = """
 UPDATE task_queue
