@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, literal, text, true, update
+from sqlalchemy import Connection, and_, bindparam, case, literal, text, true, tuple_, update
 from sqlalchemy.sql import ColumnElement
 
 from queue_core.claim import ClaimedTask, ClaimRequest, Lease, TaskClaimer, create_claimer
@@ -101,7 +101,7 @@ class LeaseRepository:
         self._claimers: dict[SchedulingStrategy, TaskClaimer] = {}
         sql = _DIALECT_SQL[db.dialect]
         # claim and complete run on a DBAPI connection of their own (claim/raw.py says why).
-        self._raw = RawWriter(db)
+        self._raw = RawWriter.for_database(db)
         self._complete_sql = sql.dbapi_sql(sql.COMPLETE_SQL)
         self._insert_log_sql = sql.dbapi_sql(sql.INSERT_LOG_SQL)
         now_param = bindparam("now", type_=UtcDateTime())
@@ -112,7 +112,9 @@ class LeaseRepository:
             .where(
                 TASKS.c.status == LEASED,
                 TASKS.c.locked_by == bindparam("worker_id"),
-                TASKS.c.id.in_(bindparam("ids", expanding=True)),
+                # The token too: a stale holder whose task was re-claimed by the same worker id
+                # must not extend the new lease.
+                tuple_(TASKS.c.id, TASKS.c.lease_token).in_(bindparam("leases", expanding=True)),
             )
             .values(lease_until_utc=bindparam("lease_until", type_=UtcDateTime()))
             .returning(TASKS.c.id, TASKS.c.lease_token, TASKS.c.cancel_requested)
@@ -192,14 +194,14 @@ class LeaseRepository:
             if tokens:
                 rows = conn.execute(
                     self._renew_many,
-                    {"worker_id": worker_id, "ids": list(tokens), "lease_until": lease_until},
+                    {
+                        "worker_id": worker_id,
+                        "leases": list(tokens.items()),
+                        "lease_until": lease_until,
+                    },
                 ).all()
-                # A row with another token is a newer lease of the same worker id, which this
-                # update merely extended too; the old holder's lease is gone either way.
                 held = {
-                    row.id: RenewResult(lease_until, bool(row.cancel_requested))
-                    for row in rows
-                    if tokens.get(row.id) == row.lease_token
+                    row.id: RenewResult(lease_until, bool(row.cancel_requested)) for row in rows
                 }
                 write_logs(
                     conn,
@@ -293,10 +295,6 @@ class LeaseRepository:
                 for entry in entries
             ],
         )
-
-    def close(self) -> None:
-        """Give back the connection the hot path keeps (it is also freed with the object)."""
-        self._raw.close()
 
     def fail(self, lease: Lease, error: str, *, permanent: bool = False) -> FailOutcome:
         """Retry with back-off while attempts remain; otherwise (or if ``permanent``) the task
