@@ -54,7 +54,8 @@ def pg_schema_url() -> Iterator[str]:
             f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1/test)"
         )
     schema = f"prismq_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(Database(base).url)
+    # pre-ping: a test may restart the server (tests/workers/test_outage.py)
+    admin = create_engine(Database(base).url, pool_pre_ping=True)
     try:
         with admin.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
