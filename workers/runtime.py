@@ -27,6 +27,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from queue_core.backends import TaskWaiter
 from queue_core.claim import ClaimedTask, Lease
 from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
@@ -192,6 +193,7 @@ class Worker:
         self._error: BaseException | None = None
         self._keeper: LeaseKeeper | None = None
         self._watcher: NewTaskWatcher | None = None
+        self._waiter: TaskWaiter | None = None  # polled by the run loop itself (SQLite)
         self.types: list[str] = []
 
     # --- public control ---
@@ -246,7 +248,7 @@ class Worker:
         if immediate:
             self._immediate = True
         self._stop_requested = True
-        self._inbox.put(None)
+        self.wake()
 
     def stop(self, grace: float | None = None, *, timeout: float | None = None) -> None:
         """Stop gracefully: stop claiming, wait up to ``grace`` seconds (default: the
@@ -271,8 +273,11 @@ class Worker:
         return self._ready.wait(timeout)
 
     def wake(self) -> None:
-        """Claim now (e.g. right after an enqueue in this process)."""
+        """Claim now (e.g. right after an enqueue in this process). Not for signal handlers."""
         self._inbox.put(None)
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.wake()  # type: ignore[attr-defined]
 
     @property
     def running(self) -> int:
@@ -285,8 +290,13 @@ class Worker:
         return self._stop_requested
 
     def _on_signal(self, signum: int) -> None:
+        # Runs between two bytecodes of the main thread, which may hold any lock: only flags
+        # and SimpleQueue.put (re-entrant). The loop notices within one poll interval.
         self._signals.append(signum)
-        self.request_stop(immediate=len(self._signals) > 1)
+        if len(self._signals) > 1:
+            self._immediate = True
+        self._stop_requested = True
+        self._inbox.put(None)
 
     # --- life cycle ---
 
@@ -364,12 +374,23 @@ class Worker:
             logger=self.log,
         )
         self._keeper.start()
-        self._watcher = NewTaskWatcher(self.db, self.config.poll_interval, self.wake)
-        self._watcher.start()
+        waiter = self.db.new_task_waiter()
+        if callable(getattr(waiter, "wake", None)):
+            # SQLite: data_version polling is cheap, and waking from it on the run loop's own
+            # thread saves a thread hand-over on the way from enqueue to start.
+            self._waiter = waiter
+        else:
+            # PostgreSQL: LISTEN blocks and cannot be woken from here; a thread waits on it.
+            waiter.close()
+            self._watcher = NewTaskWatcher(self.db, self.config.poll_interval, self.wake)
+            self._watcher.start()
 
     def _close(self, registered: bool, owns_db: bool) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
         if self._keeper is not None:
             self._keeper.stop()
         if registered:
@@ -455,7 +476,8 @@ class Worker:
                 idle_delay = min(idle_delay * 2, config.poll_interval)
             else:
                 limit = config.poll_interval  # the database is backing off
-            self._wait(self._next_timeout(time.monotonic(), limit))
+            want_work = not self._draining and self._executing_now < config.concurrency
+            self._wait(self._next_timeout(time.monotonic(), limit), want_work=want_work)
 
     def _next_timeout(self, now: float, limit: float) -> float:
         timeout = min(limit, self.config.poll_interval)
@@ -468,7 +490,12 @@ class Worker:
             timeout = min(timeout, self._grace_deadline - now)
         return max(0.0, timeout)
 
-    def _wait(self, timeout: float) -> None:
+    def _wait(self, timeout: float, *, want_work: bool = False) -> None:
+        waiter = self._waiter
+        if want_work and waiter is not None and not self._backoff.failing:
+            if self._inbox.empty():
+                waiter.wait(max(0.0, timeout))  # new work, wake() or the timeout
+            return  # the loop drains the inbox next
         try:
             item = self._inbox.get(timeout=max(0.0, timeout))
         except queue.Empty:
@@ -600,10 +627,16 @@ class Worker:
         self.metrics.claimed.labels(task.type).inc()
         self.metrics.running.inc()
         attempt.log.debug("task started (attempt %d of %d)", task.attempt, task.max_attempts)
-        inbox = self._inbox
         attempt.execution = self.executor.start(
-            attempt.handler, task.payload, ctx, lambda _execution: inbox.put(attempt)
+            attempt.handler, task.payload, ctx, lambda _execution: self._finished(attempt)
         )
+
+    def _finished(self, attempt: Attempt) -> None:
+        """Called on the handler's thread when it returns."""
+        self._inbox.put(attempt)
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.wake()  # type: ignore[attr-defined]
 
     # --- while running ---
 

@@ -62,6 +62,14 @@ class WorkerProcess:
         self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the worker has registered (its signal handlers are in place by then)."""
+        wait_until(
+            lambda: "worker started" in self.output() or self.proc.poll() is not None,
+            timeout,
+            what=f"worker {self.pid} to start",
+        )
+
     def signal_stop(self) -> None:
         """SIGTERM; Ctrl+Break on Windows (its graceful equivalent)."""
         if WINDOWS:

@@ -134,3 +134,8 @@ def logs(payload: dict[str, Any], ctx: TaskContext) -> str:
 async def echo_async(payload: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(0)
     return {"echo": payload}
+
+
+@task("t.stamp")
+def stamp(payload: dict[str, Any], ctx: TaskContext) -> None:
+    record("stamp", ctx, at=time.time())
