@@ -1,0 +1,1 @@
+"""Runnable integration examples; tests/integration/test_examples.py runs each of them."""
