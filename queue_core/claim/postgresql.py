@@ -6,7 +6,11 @@ Why they are shaped this way (the pattern River, Oban, GoodJob and pgqueuer use)
   skip rows another claim has locked instead of waiting for it, and never pick the same row.
 * The CTE is ``MATERIALIZED``: an optimisation fence, so the planner cannot fold it into the
   UPDATE and lock or update more rows than LIMIT allows.
-* ``UPDATE ... FROM picked ... RETURNING`` claims the batch in the same statement.
+* ``UPDATE ... WHERE id = ANY(ARRAY(SELECT id FROM picked)) RETURNING`` claims the batch in
+  the same statement. Not ``UPDATE ... FROM picked``: in the generic plan of a prepared
+  statement (psycopg prepares after a few executions) LIMIT is a parameter, the planner
+  guesses hundreds of picked rows, and it hash-joins them with a Seq Scan of task_queue.
+  ``= ANY(ARRAY(...))`` is always a primary-key index lookup (tests/queue_core/test_explain.py).
 * Each ORDER BY matches a partial index over queued rows, so a claim reads a few index entries
   whatever the size of the table.
 * Capability matching (CONTRACT §5) must agree with ``queue_core.capabilities.matches``. jsonb
@@ -82,8 +86,7 @@ SET status = 'leased',
     reserved_at_utc = :now,
     processing_started_utc = :now,
     updated_at_utc = :now
-FROM picked
-WHERE q.id = picked.id
+WHERE q.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING {returned}
 """
 
