@@ -20,7 +20,7 @@ from tests.workers.conftest import WorkerProcess, Workers, wait_until
 TASKS = 1000
 WORKERS = 3
 CONCURRENCY = 4
-MAX_KILLS = 5
+MAX_KILLS = 3
 SEED = 20240611
 
 
@@ -45,7 +45,7 @@ def test_kill_and_restart_workers_while_tasks_drain(
 
     deadline = time.monotonic() + 90
     while len(killed) < MAX_KILLS and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.3, 0.8))
+        time.sleep(rng.uniform(0.2, 0.6))
         if remaining() == 0:
             break
         victim = running.pop(rng.randrange(len(running)))

@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from queue_core.repositories import TaskRepository, WorkerRepository
 from queue_core.schemas import TaskCreate
-from queue_core.settings import sqlite_url_for
-from tests.workers.conftest import REPO_ROOT, WINDOWS, Workers, wait_for_status, wait_until
+from tests.workers.conftest import WINDOWS, Workers, wait_for_status, wait_until
+from workers import Registry
 
 
 def free_port() -> int:
@@ -133,46 +130,52 @@ def test_cancellation_lease_renewal_and_metrics(workers: Workers, tasks: TaskRep
     assert worker.wait(20) == 0, worker.output()
 
 
-def test_sigterm_lets_short_tasks_finish_and_releases_the_rest(
+def test_signals_finish_short_tasks_release_the_rest_and_a_second_one_stops_at_once(
     workers: Workers, tasks: TaskRepository
 ) -> None:
-    worker = workers.start("--concurrency", "2", "--shutdown-grace", "1.5")
-    short = tasks.enqueue(type="t.sleep", payload={"seconds": 0.6}).task.task_id
-    hung = tasks.enqueue(type="t.hang", payload={"seconds": 60}).task.task_id
-    wait_until(lambda: len(workers.events("start")) == 2, what="both handlers to start")
+    # Two workers side by side (they start faster together); capabilities route the tasks.
+    graceful = workers.start(
+        "--concurrency", "2", "--shutdown-grace", "1.5", "--capabilities", '{"lane": "a"}'
+    )
+    hasty = workers.start("--shutdown-grace", "120", "--capabilities", '{"lane": "b"}')
+    short = tasks.enqueue(
+        type="t.sleep", payload={"seconds": 0.6}, compatibility={"lane": "a"}
+    ).task.task_id
+    hung = tasks.enqueue(
+        type="t.hang", payload={"seconds": 60}, compatibility={"lane": "a"}
+    ).task.task_id
+    stuck = tasks.enqueue(
+        type="t.hang", payload={"seconds": 120}, compatibility={"lane": "b"}
+    ).task.task_id
+    wait_until(lambda: len(workers.events("start")) == 3, what="three handlers to start")
 
     started = time.monotonic()
-    worker.signal_stop()
-    assert worker.wait(30) == 0, worker.output()
-    assert time.monotonic() - started < 15
-
-    assert tasks.get(short).status.value == "completed"  # finished within the grace period
-    released = tasks.get(hung)
-    assert (released.status.value, released.attempts, released.locked_by) == ("queued", 0, None)
-    assert "released" in [log.message for log in tasks.logs(hung)]
-    assert tasks.stats().leased_tasks == 0  # nothing left leased to a worker that exited
-    [info] = [w for w in WorkerRepository(tasks.db).list() if w.pid == worker.pid]
-    assert info.stopped_at_utc is not None
-
-
-def test_a_second_signal_stops_at_once(workers: Workers, tasks: TaskRepository) -> None:
-    worker = workers.start("--shutdown-grace", "120")
-    hung = tasks.enqueue(type="t.hang", payload={"seconds": 120}).task.task_id
-    wait_until(lambda: workers.events("start"), what="the handler to start")
-
-    started = time.monotonic()
+    graceful.signal_stop()
     if WINDOWS:
-        worker.signal_stop()
+        hasty.signal_stop()
     else:
-        worker.proc.send_signal(signal.SIGINT)  # Ctrl+C
-    wait_until(lambda: "stopping on signal" in worker.output(), what="the first signal")
-    worker.signal_stop()
-    assert worker.wait(30) == 0, worker.output()
+        hasty.proc.send_signal(signal.SIGINT)  # Ctrl+C
+    wait_until(lambda: "stopping on signal" in hasty.output(), what="the first signal")
+    hasty.signal_stop()  # the second signal: stop now, whatever the grace period says
+    assert hasty.wait(30) == 0, hasty.output()
+    assert "stopping at once" in hasty.output()
+    assert graceful.wait(30) == 0, graceful.output()
     assert time.monotonic() - started < 20
 
-    released = tasks.get(hung)
-    assert (released.status.value, released.attempts) == ("queued", 0)
-    assert "stopping at once" in worker.output()
+    assert tasks.get(short).status.value == "completed"  # finished within the grace period
+    for task_id in (hung, stuck):  # released without using up an attempt
+        released = tasks.get(task_id)
+        assert (released.status.value, released.attempts, released.locked_by) == (
+            "queued",
+            0,
+            None,
+        )
+        assert "released" in [log.message for log in tasks.logs(task_id)]
+    assert tasks.stats().leased_tasks == 0  # nothing left leased to a worker that exited
+    pids = (graceful.pid, hasty.pid)
+    stopped = [w for w in WorkerRepository(tasks.db).list() if w.pid in pids]
+    assert len(stopped) == 2
+    assert all(w.stopped_at_utc is not None for w in stopped)
 
 
 def test_a_killed_worker_s_task_is_completed_by_another_worker(
@@ -181,9 +184,8 @@ def test_a_killed_worker_s_task_is_completed_by_another_worker(
     task_id = tasks.enqueue(type="t.crash_first").task.task_id
     doomed = workers.start("--lease-seconds", "2")
     wait_until(lambda: workers.events("run", task_id), what="the first attempt to start")
-    doomed.kill()  # SIGKILL: no release, no clean-up
-
     rescuer = workers.start("--lease-seconds", "2")
+    doomed.kill()  # SIGKILL: no release, no clean-up
     done = wait_for_status(tasks, task_id, "completed", timeout=30)
     assert (done.attempts, done.result) == (2, {"attempt": 2})
     runs = workers.events("run", task_id)
@@ -227,25 +229,13 @@ def test_import_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) 
     assert len(err.strip().splitlines()) == 1
 
 
-def test_a_module_without_handlers_exits_2(tmp_path: Path) -> None:
-    url = sqlite_url_for(tmp_path / "unused.db")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "queue_core.cli",
-            "worker",
-            "--import",
-            "json",
-            "--database-url",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+def test_a_module_without_handlers_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from queue_core.cli import main
+
+    monkeypatch.setattr("workers.cli.default_registry", Registry())
+    assert main(["worker", "--import", "json"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "error: no task handlers registered by json: decorate them with @task"
     ]
