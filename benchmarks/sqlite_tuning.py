@@ -377,23 +377,41 @@ def wal_size(path: Path) -> int:
 
 
 class LockWaits:
-    """How long each BEGIN IMMEDIATE took. The write lock is taken there, so its duration is the
-    time SQLite's busy handler slept while another connection held the lock (plus microseconds
-    of locking work). A wait of 1 ms or more means the busy handler ran at least once."""
+    """Where a process meets the write lock, from SQLAlchemy events.
+
+    * ``durations``: how long each BEGIN IMMEDIATE took. The write lock is taken there, so this
+      is the time SQLite's busy handler slept while another connection held the lock (plus
+      microseconds of locking work). 1 ms or more means the busy handler ran at least once.
+    * ``holds``: from BEGIN IMMEDIATE returning to COMMIT being sent: the part of each write
+      transaction during which every other writer must wait (the COMMIT itself is left out).
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.durations: list[float] = []
+        self.holds: list[float] = []
         self._started: float | None = None
+        self._holding_since: float | None = None
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
+        event.listen(engine, "commit", self._end)
+        event.listen(engine, "rollback", self._end)
 
     def _before(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self._started = time.perf_counter() if statement == "BEGIN IMMEDIATE" else None
+        if statement == "BEGIN IMMEDIATE":
+            self._started = time.perf_counter()
 
     def _after(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement == "BEGIN IMMEDIATE" and self._started is not None:
-            self.durations.append(time.perf_counter() - self._started)
+            now = time.perf_counter()
+            self.durations.append(now - self._started)
             self._started = None
+            self._holding_since = now
+
+    def _end(self, _conn: Any) -> None:
+        if self._holding_since is not None:
+            self.holds.append(time.perf_counter() - self._holding_since)
+            self._holding_since = None
+        self._started = None  # a BEGIN that failed with SQLITE_BUSY is not a wait we timed
 
     def summary(self) -> Json:
         waits = [d for d in self.durations if d >= LOCK_WAIT_THRESHOLD_S]
@@ -403,6 +421,9 @@ class LockWaits:
             "wait_s": sum(waits),
             "begin_s": sum(self.durations),
             "max_wait_s": max(self.durations, default=0.0),
+            "durations": self.durations,
+            "hold_s": sum(self.holds),
+            "holds": self.holds,
         }
 
 
@@ -662,12 +683,18 @@ def merge_drain(outs: Sequence[Json], expected: int) -> Json:
     if "lock" in outs[0]:
         locks = [out["lock"] for out in outs]
         waits = sum(lock["waits"] for lock in locks)
+        begins = [d for lock in locks for d in lock["durations"]]
+        holds = [h for lock in locks for h in lock["holds"]]
         metrics.update(
             lock_waits=waits,
             lock_waits_per_1000=1000 * waits / n if n else 0.0,
             # share of the processes' time spent asleep in the busy handler
             lock_wait_share=sum(lock["wait_s"] for lock in locks) / (wall * len(outs)),
+            begin_p99_ms=1000 * percentile(begins, 99),
             max_lock_wait_ms=1000 * max(lock["max_wait_s"] for lock in locks),
+            # one writer at a time: summed hold times / wall = how busy the write lock was
+            lock_held_share=sum(lock["hold_s"] for lock in locks) / wall,
+            txn_hold_p50_ms=1000 * percentile(holds, 50),
         )
     checks = {
         "tasks": n,
@@ -688,7 +715,10 @@ def merge_drain(outs: Sequence[Json], expected: int) -> Json:
 class Recorder:
     """Collects the repetitions of each setting of one experiment, then summarizes them."""
 
-    def __init__(self, name: str, title: str, question: str) -> None:
+    def __init__(
+        self, name: str, title: str, question: str, noise: Callable[[], float | None]
+    ) -> None:
+        self.noise = noise
         self.name = name
         self.title = title
         self.question = question
@@ -698,7 +728,8 @@ class Recorder:
 
     def add(self, label: str, params: Json, metrics: Json, checks: Json | None = None) -> None:
         row = self.rows.setdefault(label, {"setting": label, "params": params, "reps": []})
-        row["reps"].append({"metrics": metrics, "checks": checks or {}})
+        checks = {**(checks or {}), "others_cpu_before": self.noise()}
+        row["reps"].append({"metrics": metrics, "checks": checks})
 
     def result(self) -> Json:
         self.load.append(loadavg())
@@ -711,9 +742,18 @@ class Recorder:
             row["checks"] = [rep["checks"] for rep in row["reps"]]
             del row["reps"]
             rows.append(row)
+        noise = [
+            check["others_cpu_before"]
+            for row in rows
+            for check in row["checks"]
+            if check.get("others_cpu_before") is not None
+        ]
         return {
             "title": self.title,
             "question": self.question,
+            "others_cpu_before_jobs": {"median": statistics.median(noise), "max": max(noise)}
+            if noise
+            else None,
             "loadavg_start": self.load[0],
             "loadavg_end": self.load[-1],
             "duration_s": time.monotonic() - self.started,
@@ -731,11 +771,71 @@ def progress(message: str) -> None:
     print(f"[sqlite-tuning {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs, from /proc/stat; None where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    values = [int(x) for x in fields]
+    return values[3] + values[4], sum(values)
+
+
+def others_busy(window: float = 0.5) -> float | None:
+    """Busy share of all CPUs over ``window`` seconds while none of our processes run: the
+    load other tenants of this shared machine put on it."""
+    before = cpu_times()
+    time.sleep(window)
+    after = cpu_times()
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return 1 - (after[0] - before[0]) / (after[1] - before[1])
+
+
+@dataclass
+class QuietGate:
+    """Before each job, wait (boundedly) until other tenants use at most ``threshold`` of the
+    CPUs, as the peers' harness does; the share seen is stored with the job."""
+
+    threshold: float = 0.25
+    max_wait_s: float = 30.0
+    budget_s: float = 600.0
+    enabled: bool = True
+    waited_s: float = 0.0
+
+    def __call__(self) -> float | None:
+        if not self.enabled:
+            return None
+        started = time.monotonic()
+        while True:
+            share = others_busy()
+            waited = time.monotonic() - started
+            if (
+                share is None
+                or share <= self.threshold
+                or waited >= self.max_wait_s
+                or self.waited_s + waited >= self.budget_s
+            ):
+                self.waited_s += waited
+                return share
+            time.sleep(0.5)
+
+
 @dataclass
 class Context:
     plan: Plan
     dbs: Databases
+    gate: QuietGate
     pool: Pool | None = None
+    last_others_cpu: float | None = None
+
+    def job(self, message: str) -> None:
+        """Announce a measurement and wait for the machine to be quiet enough for it."""
+        progress(message)
+        self.last_others_cpu = self.gate()
+
+    def recorder(self, name: str, title: str, question: str) -> Recorder:
+        return Recorder(name, title, question, lambda: self.last_others_cpu)
 
 
 def _engine_single_loops(
@@ -835,14 +935,14 @@ def _raw_single_loops(path: Path, synchronous: str, n: int, warmup: int) -> Json
 
 def exp_synchronous(ctx: Context) -> Json:
     plan = ctx.plan
-    rec = Recorder(
+    rec = ctx.recorder(
         "synchronous",
         "synchronous = NORMAL vs FULL (WAL), one process",
         "What does FULL cost per single-task transaction, through our engine and raw sqlite3?",
     )
     for rep in range(plan.reps):
         for mode in rotated(["NORMAL", "FULL"], rep):
-            progress(f"synchronous={mode} rep {rep + 1}/{plan.reps}")
+            ctx.job(f"synchronous={mode} rep {rep + 1}/{plan.reps}")
             path = ctx.dbs.engine_copy()
             engine, effective = _engine_single_loops(
                 path, {"synchronous": mode}, plan.sync_n, plan.warmup
@@ -869,7 +969,7 @@ def _crash_child(path: str, acknowledged: Any) -> None:
 def exp_crash(ctx: Context) -> Json:
     """Kill an enqueuing process at a random moment; count acknowledged enqueues that vanished."""
     plan = ctx.plan
-    rec = Recorder(
+    rec = ctx.recorder(
         "crash",
         "Application crash under synchronous = NORMAL",
         "Does a commit acknowledged to the caller survive the process being killed?",
@@ -878,7 +978,7 @@ def exp_crash(ctx: Context) -> Json:
     rng = random.Random(7)
     totals: Counter[str] = Counter()
     for kill in range(plan.crash_kills):
-        progress(f"crash: kill {kill + 1}/{plan.crash_kills}")
+        ctx.job(f"crash: kill {kill + 1}/{plan.crash_kills}")
         path = ctx.dbs.engine_copy()
         acknowledged = spawn.Value("q", 0, lock=False)
         child = spawn.Process(target=_crash_child, args=(str(path), acknowledged), daemon=True)
@@ -914,7 +1014,7 @@ def exp_crash(ctx: Context) -> Json:
 
 def exp_wal_autocheckpoint(ctx: Context) -> Json:
     plan = ctx.plan
-    rec = Recorder(
+    rec = ctx.recorder(
         "wal_autocheckpoint",
         "wal_autocheckpoint (pages), one process",
         "How do throughput, commit tail latency and WAL size move with the checkpoint interval?",
@@ -922,7 +1022,7 @@ def exp_wal_autocheckpoint(ctx: Context) -> Json:
     for rep in range(plan.reps):
         for value in rotated(list(plan.checkpoint_values), rep):
             label = "off (0)" if value == 0 else str(value)
-            progress(f"wal_autocheckpoint={label} rep {rep + 1}/{plan.reps}")
+            ctx.job(f"wal_autocheckpoint={label} rep {rep + 1}/{plan.reps}")
             path = ctx.dbs.engine_copy()
             out, effective = _engine_single_loops(
                 path, {"wal_autocheckpoint": value}, plan.checkpoint_n, plan.warmup
@@ -941,7 +1041,7 @@ def exp_wal_autocheckpoint(ctx: Context) -> Json:
 def exp_cache_mmap(ctx: Context) -> Json:
     plan = ctx.plan
     assert ctx.pool is not None
-    rec = Recorder(
+    rec = ctx.recorder(
         "cache_mmap",
         f"cache_size and mmap_size on a backlog of {plan.backlog_n:,} queued tasks",
         "Do a larger page cache or memory-mapped reads speed up claims and stats?",
@@ -949,7 +1049,7 @@ def exp_cache_mmap(ctx: Context) -> Json:
     for rep in range(plan.reps):
         for label, pragma_items in rotated(list(plan.cache_settings), rep):
             pragmas = dict(pragma_items)
-            progress(f"cache/mmap {label} rep {rep + 1}/{plan.reps}")
+            ctx.job(f"cache/mmap {label} rep {rep + 1}/{plan.reps}")
             path = ctx.dbs.engine_copy(plan.backlog_n)
             db = open_database(path, pragmas)
             try:
@@ -1012,7 +1112,7 @@ def _engine_drain(ctx: Context, nprocs: int, n: int, busy_ms: int, body: str = "
 
 def exp_busy_timeout(ctx: Context) -> Json:
     plan = ctx.plan
-    rec = Recorder(
+    rec = ctx.recorder(
         "busy_timeout",
         "busy_timeout under contention (engine, no-op tasks, claim then complete)",
         "What happens to throughput and surfaced SQLITE_BUSY with 0, 100 ms and 5 s?",
@@ -1020,7 +1120,7 @@ def exp_busy_timeout(ctx: Context) -> Json:
     combos = [(procs, busy) for procs in plan.busy_procs for busy in plan.busy_values]
     for rep in range(plan.reps):
         for procs, busy in rotated(combos, rep):
-            progress(f"busy_timeout={busy} ms, {procs} processes, rep {rep + 1}/{plan.reps}")
+            ctx.job(f"busy_timeout={busy} ms, {procs} processes, rep {rep + 1}/{plan.reps}")
             out = _engine_drain(ctx, procs, plan.busy_n, busy)
             rec.add(
                 f"{busy} ms, {procs} procs",
@@ -1034,7 +1134,7 @@ def exp_busy_timeout(ctx: Context) -> Json:
 def exp_begin_mode(ctx: Context) -> Json:
     plan = ctx.plan
     assert ctx.pool is not None
-    rec = Recorder(
+    rec = ctx.recorder(
         "begin_mode",
         "Deferred BEGIN vs BEGIN IMMEDIATE for a read-then-write claim (plain sqlite3, "
         "busy_timeout 5 s)",
@@ -1043,7 +1143,7 @@ def exp_begin_mode(ctx: Context) -> Json:
     combos = [(procs, mode) for procs in plan.begin_procs for mode in ("deferred", "immediate")]
     for rep in range(plan.reps):
         for procs, mode in rotated(combos, rep):
-            progress(f"BEGIN {mode}, {procs} processes, rep {rep + 1}/{plan.reps}")
+            ctx.job(f"BEGIN {mode}, {procs} processes, rep {rep + 1}/{plan.reps}")
             path = ctx.dbs.raw_copy(plan.begin_n)
             try:
                 outs = ctx.pool.run(
@@ -1065,7 +1165,7 @@ def exp_begin_mode(ctx: Context) -> Json:
 
 def exp_processes(ctx: Context) -> Json:
     plan = ctx.plan
-    rec = Recorder(
+    rec = ctx.recorder(
         "processes",
         "Writer processes claiming and completing through the engine (our settings)",
         "How many processes help, when do they hurt, and is any SQLITE_BUSY surfaced?",
@@ -1073,7 +1173,7 @@ def exp_processes(ctx: Context) -> Json:
     combos = [(body, procs) for body in plan.scale_bodies for procs in plan.scale_procs]
     for rep in range(plan.reps):
         for body, procs in rotated(combos, rep):
-            progress(f"{procs} processes, {body} tasks, rep {rep + 1}/{plan.reps}")
+            ctx.job(f"{procs} processes, {body} tasks, rep {rep + 1}/{plan.reps}")
             out = _engine_drain(ctx, procs, plan.scale_n[body], SQLITE_BUSY_TIMEOUT_MS, body)
             rec.add(
                 f"{body}, {procs} procs",
@@ -1100,6 +1200,9 @@ NEEDS_POOL = {"cache_mmap", "busy_timeout", "begin_mode", "processes"}
 
 
 def git_commit() -> str | None:
+    """HEAD of the checkout measured; SQLITE_TUNING_COMMIT names it for an exported snapshot."""
+    if os.environ.get("SQLITE_TUNING_COMMIT"):
+        return os.environ["SQLITE_TUNING_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
@@ -1229,9 +1332,22 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("busy_errors", "SQLITE_BUSY surfaced"),
         ("lock_waits_per_1000", "busy-handler waits /1000"),
         ("lock_wait_share", "share of time waiting"),
+        ("begin_p99_ms", "BEGIN p99 ms"),
         ("max_lock_wait_ms", "longest wait ms"),
+        ("lock_held_share", "write lock held"),
+        ("txn_hold_p50_ms", "txn hold p50 ms"),
     ],
 }
+
+
+def _noise_note(exp: Json) -> str:
+    noise = exp.get("others_cpu_before_jobs")
+    if not noise:
+        return ""
+    return (
+        f" Other tenants' CPU share just before the jobs: median {100 * noise['median']:.0f}%,"
+        f" max {100 * noise['max']:.0f}%."
+    )
 
 
 def markdown(result: Json) -> str:
@@ -1257,7 +1373,7 @@ def markdown(result: Json) -> str:
             f"## {exp['title']}",
             "",
             f"{exp['question']} Load average {exp['loadavg_start']} → {exp['loadavg_end']},"
-            f" {exp['duration_s']:.0f} s.",
+            f" {exp['duration_s']:.0f} s.{_noise_note(exp)}",
             "",
             "| setting | " + " | ".join(label for _, label in columns) + " |",
             "|---" * (len(columns) + 1) + "|",
@@ -1421,22 +1537,26 @@ def plot(result: Json, img_dir: Path) -> list[Path]:
     if "processes" in exps:
         exp = exps["processes"]
         bodies = sorted({row["params"]["body"] for row in exp["rows"]})
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+        axis: list[int] = []
         for body in bodies:
             rows, values = _series(exp, "tasks_per_s", _by("body", body))
-            procs = [row["params"]["procs"] for row in rows]
+            axis = [row["params"]["procs"] for row in rows]
             axes[0].errorbar(
-                procs,
+                axis,
                 values,
                 yerr=_errors(rows, "tasks_per_s"),
                 marker="o",
                 capsize=3,
                 label=f"engine, {body} tasks",
             )
-            _, p99 = _series(exp, "p99_ms", _by("body", body))
-            axes[1].plot(procs, p99, marker="o", label=f"{body} tasks")
-            _, share = _series(exp, "lock_wait_share", _by("body", body))
-            axes[2].plot(procs, [100 * s for s in share], marker="o", label=f"{body} tasks")
+            for ax, key, scale in (
+                (axes[1], "p99_ms", 1),
+                (axes[2], "lock_wait_share", 100),
+                (axes[3], "lock_held_share", 100),
+            ):
+                _, series = _series(exp, key, _by("body", body))
+                ax.plot(axis, [scale * v for v in series], marker="o", label=f"{body} tasks")
         if "begin_mode" in exps:
             rows, values = _series(exps["begin_mode"], "tasks_per_s", _by("mode", "immediate"))
             axes[0].plot(
@@ -1450,8 +1570,9 @@ def plot(result: Json, img_dir: Path) -> list[Path]:
         axes[0].set_yscale("log")
         axes[1].set_title("p99 claim+complete (ms)")
         axes[2].set_title("% of process time in the busy handler")
+        axes[3].set_title("% of wall time the write lock is held")
         for ax in axes:
-            _process_axis(ax, procs)
+            _process_axis(ax, axis)
             ax.legend(fontsize=8)
         fig.suptitle(f"writer processes, our settings ({stamp})", fontsize=9)
         save(fig, "processes")
@@ -1461,12 +1582,12 @@ def plot(result: Json, img_dir: Path) -> list[Path]:
 # --------------------------------------------------------------------------- main
 
 
-def run_study(plan: Plan, quick: bool, only: Iterable[str], workdir: Path) -> Json:
+def run_study(plan: Plan, quick: bool, only: Iterable[str], workdir: Path, gate: QuietGate) -> Json:
     names = [name for name in EXPERIMENTS if not only or name in only]
     started = time.monotonic()
     load_start = loadavg()
     dbs = Databases(workdir)
-    ctx = Context(plan, dbs)
+    ctx = Context(plan, dbs, gate)
     try:
         probe = ctx.dbs.engine_copy()
         db = open_database(probe)
@@ -1491,6 +1612,12 @@ def run_study(plan: Plan, quick: bool, only: Iterable[str], workdir: Path) -> Js
             ctx.pool.close()
         dbs.close()
     run["loadavg_end"] = loadavg()
+    run["quiet_gate"] = {
+        "threshold": gate.threshold,
+        "max_wait_s": gate.max_wait_s,
+        "enabled": gate.enabled,
+        "waited_s": gate.waited_s,
+    }
     run["duration_s"] = time.monotonic() - started
     return {"run": run, "plan": _plan_json(plan), "experiments": experiments}
 
@@ -1530,6 +1657,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workdir", type=Path, help="directory for the database files (default: a temp dir)"
     )
     parser.add_argument(
+        "--quiet-gate",
+        type=float,
+        default=0.25,
+        help="before each job, wait until other tenants use at most this CPU share (0.25)",
+    )
+    parser.add_argument(
+        "--quiet-max-wait",
+        type=float,
+        default=30.0,
+        help="longest wait per job for the quiet gate, seconds (30; 0 = off; off in --quick)",
+    )
+    parser.add_argument(
         "--plot-only", type=Path, metavar="JSON", help="redraw plots and markdown from a JSON"
     )
     return parser.parse_args(argv)
@@ -1562,7 +1701,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = args.workdir or Path(scratch) / "db"
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        result = run_study(plan, args.quick, only, workdir)
+        gate = QuietGate(
+            threshold=args.quiet_gate,
+            max_wait_s=args.quiet_max_wait,
+            enabled=not args.quick and args.quiet_max_wait > 0,
+        )
+        result = run_study(plan, args.quick, only, workdir, gate)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for path in write_outputs(result, out_dir, img_dir):
