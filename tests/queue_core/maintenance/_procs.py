@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from queue_core.database import Database
@@ -104,6 +105,17 @@ def contend(url: str, proc_no: int, rounds: int, threads: int, barrier: Any, res
     db.dispose()
 
 
+def _retry(call: Callable[[], object], attempts: int = 20) -> None:
+    """A worker retries its outcome writes while the database is busy."""
+    for _ in range(attempts - 1):
+        try:
+            call()
+            return
+        except DatabaseUnavailable:
+            continue
+    call()
+
+
 def soak_worker(
     url: str, worker_no: int, stop: Any, settings_env: dict[str, Any], results: Any
 ) -> None:
@@ -120,7 +132,8 @@ def soak_worker(
             try:
                 claimed = leases.claim(f"soak-{worker_no}", ["soak"], limit=50)
                 if claimed:
-                    leases.complete_many([(c.lease, None) for c in claimed])
+                    outcomes = [(c.lease, None) for c in claimed]
+                    _retry(lambda: leases.complete_many(outcomes))  # noqa: B023 - called at once
                     done += len(claimed)
                     idle_rounds = 0
                 else:
