@@ -124,8 +124,7 @@ def restore_command(source: Path, force: bool, database_url: str | None) -> None
     with open_db(database_url) as db:
         if not force:
             _refuse_while_workers_active(db)
-        with _progress("restoring") as bar:
-            report = restore(db, source, progress=bar.update)
+        report = restore(db, source)
     click.echo(report.summary())
 
 

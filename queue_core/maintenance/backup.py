@@ -184,13 +184,14 @@ def _inspect(conn: sqlite3.Connection) -> _Verified:
     return _Verified(pages, page_size, tasks, integrity)
 
 
-def restore(db: Database, source: Path, *, progress: Progress | None = None) -> RestoreReport:
+def restore(db: Database, source: Path) -> RestoreReport:
     """Copy a backup over the database ``db`` names, through the backup API.
 
     Going through SQLite (rather than copying the file into place) keeps the target's WAL and
     shared-memory files consistent: a stale ``-wal`` next to a copied-in file would be replayed
     over it. Stop every worker and API process first; they would otherwise keep working from
-    the state before the restore. The backup is checked before and the result after.
+    the state before the restore. The backup is checked before and the result after. The
+    copy is one step: the target is locked for its whole length anyway.
     """
     if not is_sqlite(db):
         raise NotSupportedOnBackend(POSTGRESQL_BACKUP_MESSAGE)
@@ -209,8 +210,6 @@ def restore(db: Database, source: Path, *, progress: Progress | None = None) -> 
             backup_conn.backup(conn, pages=-1)
     finally:
         backup_conn.close()
-    if progress is not None:
-        progress(checked.pages)
     checkpoint(db, CheckpointMode.TRUNCATE)
     with raw_sqlite(db) as conn:
         result = _inspect(conn)

@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 
 from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
-from queue_core.errors import QueueError
 from queue_core.maintenance._common import is_sqlite
 from queue_core.maintenance.analyze import optimize
 from queue_core.maintenance.checkpoint import CheckpointMode, checkpoint, wal_bytes
@@ -147,7 +146,7 @@ class MaintenanceScheduler:
                 taken = self.leases.get(job.name)
                 self._next_check[job.name] = taken.lease_until_utc if taken else now + interval
                 return None
-        except QueueError as exc:
+        except Exception as exc:  # noqa: BLE001 - busy, down, not migrated: not the worker's problem
             self._next_check[job.name] = now + min(interval, timedelta(seconds=ERROR_RETRY_SECONDS))
             log.warning("maintenance %s: cannot take its lease: %s", job.name, exc)
             return None
@@ -175,7 +174,7 @@ class MaintenanceScheduler:
         self._next_check[job.name] = finished + next_in
         try:
             self.leases.extend(job.name, self.holder, finished + next_in)
-        except QueueError as exc:
+        except Exception as exc:  # noqa: BLE001 - as above
             # The lease then simply runs out at its run-length end; someone runs the job later.
             log.warning("maintenance %s: cannot record its next run: %s", job.name, exc)
         return JobRun(job.name, started, finished, summary, error)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from queue_core import migrate
 from queue_core.clock import ManualClock, utcnow
 from queue_core.database import Database
 from queue_core.maintenance import (
@@ -202,3 +203,20 @@ def test_default_jobs_sweep_and_purge(leases_db: Database, backend: str) -> None
         current.get(done)
     assert scheduler.run_due() == []  # nothing is due again yet
     assert {lease.name for lease in MaintenanceLeases(leases_db).list()} == set(expected)
+
+
+def test_run_due_never_raises_on_an_unmigrated_database(
+    blank_db_url: str, clock: ManualClock
+) -> None:
+    db = Database(blank_db_url)
+    try:
+        migrate.upgrade(db, "0001")  # no maintenance_leases yet
+        runs: list[str] = []
+        scheduler = MaintenanceScheduler(db, clock=clock, jobs=[_counting_job("tick", 10, runs)])
+        assert scheduler.run_due() == []
+        assert runs == []
+        next_due = scheduler.next_due()
+        assert next_due is not None
+        assert next_due > clock()
+    finally:
+        db.dispose()
