@@ -9,7 +9,7 @@ new work is announced, and how driver errors are classified. The claim SQL has i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, Insert, Table
 from sqlalchemy.engine import make_url
@@ -29,6 +29,9 @@ class Backend(Protocol):
 
     def notify_new_tasks(self, conn: Connection) -> None:
         """Announce committed work to sleeping workers (no-op where nothing listens)."""
+
+    def notify_new_tasks_raw(self, cursor: Any) -> None:
+        """The same on a DBAPI cursor, for the hot paths' raw transactions."""
 
     def is_unavailable(self, error: BaseException) -> bool:
         """True for errors worth retrying: busy beyond the timeout, connection lost."""

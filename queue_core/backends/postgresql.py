@@ -76,6 +76,9 @@ class PostgresBackend:
         # Delivered at commit; PostgreSQL folds identical notifications of one transaction.
         conn.exec_driver_sql(f"NOTIFY {PG_NOTIFY_CHANNEL}")
 
+    def notify_new_tasks_raw(self, cursor: Any) -> None:
+        cursor.execute(f"NOTIFY {PG_NOTIFY_CHANNEL}")
+
     def is_unavailable(self, error: BaseException) -> bool:
         if isinstance(error, DBAPIError) and error.connection_invalidated:
             return True

@@ -130,6 +130,12 @@ class SqliteBackend:
         )
 
     def notify_new_tasks(self, conn: Connection) -> None:
+        self.notify_new_tasks_locally()
+
+    def notify_new_tasks_raw(self, cursor: Any) -> None:
+        self.notify_new_tasks_locally()
+
+    def notify_new_tasks_locally(self) -> None:
         for waiter in list(self._local_wakeups):
             waiter.wake()
 

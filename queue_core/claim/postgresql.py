@@ -171,6 +171,45 @@ INSERT INTO task_logs (task_id, at_utc, level, message, details)
 VALUES (:task_id, :at_utc, :level, :message, CAST(:details AS jsonb))
 """
 
+# Enqueue: see claim/sqlite.py. payload is json (kept as written), compatibility jsonb.
+ENQUEUE_COLUMNS = """type, priority, payload, compatibility, status, attempts, max_attempts,
+    run_after_utc, idempotency_key, created_at_utc, updated_at_utc, cancel_requested,
+    timeout_seconds, lease_token, wr_key"""
+
+ENQUEUE_VALUES = """(:type, :priority, CAST(:payload AS json), CAST(:compatibility AS jsonb),
+    'queued', 0, :max_attempts, :run_after_utc, :idempotency_key, :now, :now, false,
+    :timeout_seconds, 0,
+    (SELECT coalesce(max(vtime), 0.0) FROM task_queue_clock) + CAST(:wr_weight AS float8))"""
+
+ENQUEUE_SQL = f"""
+INSERT INTO task_queue ({ENQUEUE_COLUMNS})
+VALUES {ENQUEUE_VALUES}
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id
+"""
+
+ENQUEUE_MANY_SQL = (
+    f"INSERT INTO task_queue ({ENQUEUE_COLUMNS}) VALUES {ENQUEUE_VALUES} RETURNING id"
+)
+
+
+def insert_many(cursor: Any, statement: str, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Run ENQUEUE_MANY_SQL once per row in one pipeline; returns the new ids in row order."""
+    cursor.executemany(statement, rows, returning=True)
+    ids: list[int] = []
+    while True:
+        ids.append(cursor.fetchone()[0])
+        if not cursor.nextset():
+            return ids
+
+
+TASK_COLUMNS = """id, type, status, priority, attempts, max_attempts, payload, compatibility,
+    idempotency_key, run_after_utc, created_at_utc, updated_at_utc, processing_started_utc,
+    finished_at_utc, locked_by, lease_until_utc, cancel_requested, error_message, result,
+    timeout_seconds"""
+
+TASK_BY_KEY_SQL = f"SELECT {TASK_COLUMNS} FROM task_queue WHERE idempotency_key = :key"
+
 SET_KEY_SQL = """
 UPDATE task_queue SET wr_key = :wr_key WHERE id = :id AND status = 'queued' AND wr_key IS NULL
 """

@@ -206,6 +206,50 @@ INSERT INTO task_logs (task_id, at_utc, level, message, details)
 VALUES (:task_id, :at_utc, :level, :message, :details)
 """
 
+# Enqueue: one row, or nothing when the idempotency key exists already (the caller then reads
+# the existing task). A due task joins the weighted_random race at once: key = virtual clock
+# + its weight; :wr_weight is NULL for a delayed task, which makes the key NULL.
+ENQUEUE_COLUMNS = """type, priority, payload, compatibility, status, attempts, max_attempts,
+    run_after_utc, idempotency_key, created_at_utc, updated_at_utc, cancel_requested,
+    timeout_seconds, lease_token, wr_key"""
+
+ENQUEUE_VALUES = """(:type, :priority, :payload, :compatibility, 'queued', 0, :max_attempts,
+    :run_after_utc, :idempotency_key, :now, :now, false, :timeout_seconds, 0,
+    (SELECT coalesce(max(vtime), 0.0) FROM task_queue_clock) + :wr_weight)"""
+
+ENQUEUE_SQL = f"""
+INSERT INTO task_queue ({ENQUEUE_COLUMNS})
+VALUES {ENQUEUE_VALUES}
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id
+"""
+
+ENQUEUE_MANY_SQL = f"INSERT INTO task_queue ({ENQUEUE_COLUMNS}) VALUES {ENQUEUE_VALUES}"
+
+
+def insert_many(cursor: Any, statement: str, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Run ENQUEUE_MANY_SQL once per row (executemany: one prepared statement, a C loop);
+    returns the new ids in row order.
+
+    The ids are consecutive: the caller holds the write lock (BEGIN IMMEDIATE), so no one else
+    inserts meanwhile, and AUTOINCREMENT gives each row the largest id so far plus one.
+    A multi-row VALUES list would return the ids directly but is several times slower here:
+    SQLite plans it as a compound SELECT.
+    """
+    cursor.executemany(statement, rows)
+    if cursor.rowcount != len(rows):
+        raise RuntimeError(f"inserted {cursor.rowcount} of {len(rows)} rows")
+    last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return list(range(last - len(rows) + 1, last + 1))
+
+
+TASK_COLUMNS = """id, type, status, priority, attempts, max_attempts, payload, compatibility,
+    idempotency_key, run_after_utc, created_at_utc, updated_at_utc, processing_started_utc,
+    finished_at_utc, locked_by, lease_until_utc, cancel_requested, error_message, result,
+    timeout_seconds"""
+
+TASK_BY_KEY_SQL = f"SELECT {TASK_COLUMNS} FROM task_queue WHERE idempotency_key = :key"
+
 SET_KEY_SQL = """
 UPDATE task_queue SET wr_key = :wr_key WHERE id = :id AND status = 'queued' AND wr_key IS NULL
 """

@@ -56,21 +56,29 @@ def json_depth(value: Any, limit: int) -> int:
 
 def check_document(name: str, value: Mapping[str, Any], settings: QueueSettings) -> int:
     """Validate a payload or compatibility document; returns its serialised size."""
+    return len(encode_document(name, value, settings))
+
+
+def encode_document(name: str, value: Mapping[str, Any], settings: QueueSettings) -> str:
+    """Validate a payload or compatibility document; returns it as the JSON text to store."""
     try:
         encoded = orjson.dumps(value)
     except TypeError as exc:
         raise InvalidPayload(f"{name} is not JSON-serialisable: {exc}") from exc
     if len(encoded) > settings.payload_max_bytes:
         raise PayloadTooLarge(len(encoded), settings.payload_max_bytes)
-    if json_depth(value, settings.json_max_depth) > settings.json_max_depth:
-        raise InvalidPayload(f"{name} is nested deeper than {settings.json_max_depth} levels")
+    # Every level of nesting opens a bracket in the text: only a document with more brackets
+    # than the limit can be too deep, and only then is it walked.
+    limit = settings.json_max_depth
+    if encoded.count(b"{") + encoded.count(b"[") > limit and json_depth(value, limit) > limit:
+        raise InvalidPayload(f"{name} is nested deeper than {limit} levels")
     # orjson writes NaN and Infinity as null (the value would silently change), and jsonb
     # cannot hold U+0000. Both leave a trace in the bytes, so only then is the value walked.
     if b"null" in encoded or b"\\u0000" in encoded:
         problem = _unstorable(value)
         if problem:
             raise InvalidPayload(f"{name} {problem}")
-    return len(encoded)
+    return encoded.decode()
 
 
 def _unstorable(value: Any) -> str | None:

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import builtins
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Float, bindparam, func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.sql import Select
 
+from queue_core.claim.raw import RawWriter
 from queue_core.claim.weighted import race_weight
-from queue_core.clock import Clock, utcnow
+from queue_core.clock import Clock, ensure_utc, utcnow
 from queue_core.database import Database
 from queue_core.errors import IdempotencyConflict, InvalidTransition, TaskNotFound
-from queue_core.models import QueueClockRow
 from queue_core.repositories._common import (
     LOGS,
     TASKS,
     WORKERS,
-    check_document,
+    encode_document,
     json_equal,
     log_entry,
     log_from_row,
@@ -31,14 +32,6 @@ from queue_core.repositories._common import (
 from queue_core.schemas import QueueStats, Task, TaskCreate, TaskLog
 from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from queue_core.states import RETRYABLE_STATES, TaskStatus
-
-CLOCK_TABLE = QueueClockRow.__table__
-
-# A due task joins the weighted_random race at enqueue: key = virtual clock + its weight.
-_VTIME = func.coalesce(
-    select(CLOCK_TABLE.c.vtime).where(CLOCK_TABLE.c.id == 1).scalar_subquery(), 0.0
-)
-_WR_KEY = _VTIME + bindparam("wr_weight", type_=Float)
 
 
 @dataclass(frozen=True)
@@ -55,6 +48,43 @@ class CancelResult:
     to stop (``cancel_requested``) and its worker will finish the cancellation."""
 
 
+@dataclass(frozen=True)
+class _NewRow:
+    """One task about to be inserted: its DBAPI parameters and what its Task needs."""
+
+    spec: TaskCreate
+    params: dict[str, Any]
+    run_after: datetime
+    now: datetime
+    due: bool
+
+    def task(self, task_id: int) -> Task:
+        """The task as the database now holds it, without reading it back."""
+        spec = self.spec
+        return Task(
+            task_id=task_id,
+            type=spec.type,
+            status=TaskStatus.QUEUED,
+            priority=spec.priority,
+            attempts=0,
+            max_attempts=spec.max_attempts,
+            payload=orjson.loads(self.params["payload"]),
+            compatibility=orjson.loads(self.params["compatibility"]),
+            idempotency_key=spec.idempotency_key,
+            run_after_utc=self.run_after,
+            created_at_utc=self.now,
+            updated_at_utc=self.now,
+            processing_started_utc=None,
+            finished_at_utc=None,
+            locked_by=None,
+            lease_until_utc=None,
+            cancel_requested=False,
+            error_message=None,
+            result=None,
+            timeout_seconds=spec.timeout_seconds,
+        )
+
+
 class TaskRepository:
     """Enqueue, inspect, cancel and retry tasks. Returns detached pydantic objects."""
 
@@ -64,14 +94,12 @@ class TaskRepository:
         self.db = db
         self.clock = clock
         self.rng = rng or random.Random()
-        self._insert_one = (
-            db.backend.insert_ignoring_key_conflict(TASKS)
-            .values(wr_key=_WR_KEY)
-            .returning(*TASKS.c)
-        )
-        self._insert_many = (
-            TASKS.insert().values(wr_key=_WR_KEY).returning(*TASKS.c, sort_by_parameter_order=True)
-        )
+        # Enqueue runs on a kept DBAPI connection with SQL built once (claim/raw.py says why).
+        self._raw = RawWriter(db)
+        sql = self._raw.sql
+        self._enqueue_sql = sql.dbapi_sql(sql.ENQUEUE_SQL)
+        self._by_key_sql = sql.dbapi_sql(sql.TASK_BY_KEY_SQL)
+        self._enqueue_many_sql = sql.dbapi_sql(sql.ENQUEUE_MANY_SQL)
 
     # --- enqueue ---
 
@@ -80,74 +108,99 @@ class TaskRepository:
         (``created=False``) when type and payload match, and raises IdempotencyConflict
         otherwise."""
         spec = spec if spec is not None else TaskCreate(**fields)
-        now = self.clock()
-        params = self._row_params(spec, now)
-        with self.db.write() as conn:
-            result = self._insert_in(conn, spec, params, now)
-            if result.created and params["wr_weight"] is not None:
-                self.db.backend.notify_new_tasks(conn)
+        now = ensure_utc(self.clock())
+        row = self._new_row(spec, now)
+        with self._raw.transaction() as cursor:
+            result = self._insert_one(cursor, row)
+            if result.created:
+                self._raw.insert_logs(cursor, [self._enqueued_log(result.task, now)])
+                if row.due:
+                    self.db.backend.notify_new_tasks_raw(cursor)
         return result
 
     def enqueue_many(self, specs: builtins.list[TaskCreate]) -> builtins.list[Task]:
         """Enqueue a batch in one transaction: all of it or, on any error, none of it."""
         if not specs:
             return []
-        now = self.clock()
-        params = [self._row_params(spec, now) for spec in specs]
-        with self.db.write() as conn:
+        now = ensure_utc(self.clock())
+        rows = [self._new_row(spec, now) for spec in specs]
+        with self._raw.transaction() as cursor:
             if any(spec.idempotency_key for spec in specs):
-                results = [
-                    self._insert_in(conn, s, p, now) for s, p in zip(specs, params, strict=True)
-                ]
+                results = [self._insert_one(cursor, row) for row in rows]
                 tasks = [r.task for r in results]
+                created = [r.task for r in results if r.created]
             else:
-                rows = conn.execute(self._insert_many, params).all()
-                tasks = [task_from_row(row) for row in rows]
-                write_logs(conn, [self._enqueued_log(t, now) for t in tasks])
-            if any(p["wr_weight"] is not None for p in params):
-                self.db.backend.notify_new_tasks(conn)
+                tasks = created = self._insert_batch(cursor, rows)
+            self._raw.insert_logs(cursor, [self._enqueued_log(t, now) for t in created])
+            if any(row.due for row in rows):
+                self.db.backend.notify_new_tasks_raw(cursor)
         return tasks
 
-    def _row_params(self, spec: TaskCreate, now: datetime) -> dict[str, Any]:
+    def _new_row(self, spec: TaskCreate, now: datetime) -> _NewRow:
         settings = self.db.settings
-        check_document("payload", spec.payload, settings)
-        check_document("compatibility", spec.compatibility, settings)
+        sql = self._raw.sql
+        payload = encode_document("payload", spec.payload, settings)
+        compatibility = encode_document("compatibility", spec.compatibility, settings)
         run_after = spec.run_after_utc or now
         due = run_after <= now
-        return {
+        params = {
             "type": spec.type,
             "priority": spec.priority,
-            "payload": spec.payload,
-            "compatibility": spec.compatibility,
-            "status": TaskStatus.QUEUED.value,
-            "attempts": 0,
+            "payload": payload,
+            "compatibility": compatibility,
             "max_attempts": spec.max_attempts,
-            "run_after_utc": run_after,
+            "run_after_utc": sql.bind_time(run_after),
             "idempotency_key": spec.idempotency_key,
-            "created_at_utc": now,
-            "updated_at_utc": now,
-            "cancel_requested": False,
+            "now": sql.bind_time(now),
             "timeout_seconds": spec.timeout_seconds,
-            "lease_token": 0,
             "wr_weight": race_weight(spec.priority, self.rng) if due else None,
         }
+        return _NewRow(spec, params, run_after, now, due)
 
-    def _insert_in(
-        self, conn: Connection, spec: TaskCreate, params: dict[str, Any], now: datetime
-    ) -> EnqueueResult:
-        row = conn.execute(self._insert_one, params).first()
-        if row is not None:
-            task = task_from_row(row)
-            write_logs(conn, [self._enqueued_log(task, now)])
-            return EnqueueResult(task, created=True)
-        assert spec.idempotency_key is not None  # only a key conflict inserts nothing
-        existing = task_from_row(
-            conn.execute(select(TASKS).where(TASKS.c.idempotency_key == spec.idempotency_key)).one()
-        )
-        same_payload = json_equal(existing.payload, orjson.loads(orjson.dumps(spec.payload)))
-        if existing.type != spec.type or not same_payload:
-            raise IdempotencyConflict(spec.idempotency_key, existing.task_id)
+    def _insert_one(self, cursor: Any, row: _NewRow) -> EnqueueResult:
+        cursor.execute(self._enqueue_sql, row.params)
+        inserted = cursor.fetchone()
+        if inserted is not None:
+            return EnqueueResult(row.task(inserted[0]), created=True)
+        key = row.spec.idempotency_key
+        assert key is not None  # only a key conflict inserts nothing
+        cursor.execute(self._by_key_sql, {"key": key})
+        existing = self._task_from_raw(cursor.fetchone())
+        same_payload = json_equal(existing.payload, orjson.loads(row.params["payload"]))
+        if existing.type != row.spec.type or not same_payload:
+            raise IdempotencyConflict(key, existing.task_id)
         return EnqueueResult(existing, created=False)
+
+    def _insert_batch(self, cursor: Any, rows: builtins.list[_NewRow]) -> builtins.list[Task]:
+        ids = self._raw.sql.insert_many(cursor, self._enqueue_many_sql, [r.params for r in rows])
+        return [row.task(task_id) for row, task_id in zip(rows, ids, strict=True)]
+
+    def _task_from_raw(self, row: Sequence[Any]) -> Task:
+        """A task from a row of TASK_COLUMNS read on the raw connection."""
+        sql = self._raw.sql
+        read_time, read_json = sql.read_time, sql.read_json
+        return Task(
+            task_id=row[0],
+            type=row[1],
+            status=TaskStatus(row[2]),
+            priority=row[3],
+            attempts=row[4],
+            max_attempts=row[5],
+            payload=read_json(row[6]),
+            compatibility=read_json(row[7]),
+            idempotency_key=row[8],
+            run_after_utc=read_time(row[9]),
+            created_at_utc=read_time(row[10]),
+            updated_at_utc=read_time(row[11]),
+            processing_started_utc=None if row[12] is None else read_time(row[12]),
+            finished_at_utc=None if row[13] is None else read_time(row[13]),
+            locked_by=row[14],
+            lease_until_utc=None if row[15] is None else read_time(row[15]),
+            cancel_requested=bool(row[16]),
+            error_message=row[17],
+            result=None if row[18] is None else read_json(row[18]),
+            timeout_seconds=row[19],
+        )
 
     @staticmethod
     def _enqueued_log(task: Task, now: datetime) -> dict[str, Any]:

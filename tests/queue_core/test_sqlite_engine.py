@@ -100,11 +100,17 @@ def test_foreign_keys_are_enforced(sqlite_url: str) -> None:
 
 
 def _statements(db: Database) -> list[str]:
+    """What SQLite itself is asked to run on every connection of ``db`` opened from now on,
+    whether through SQLAlchemy or the hot paths' DBAPI connection."""
     seen: list[str] = []
 
-    @event.listens_for(db.engine, "before_cursor_execute")
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement.split()[0] + (" " + statement.split()[1] if " " in statement else ""))
+    def record(statement: str) -> None:
+        words = statement.split()
+        seen.append(" ".join(words[:2]))
+
+    @event.listens_for(db.engine, "connect")
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(record)
 
     return seen
 
