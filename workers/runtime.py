@@ -173,7 +173,9 @@ class Worker:
         self._clock = clock
         self._inbox: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._active: dict[int, Attempt] = {}
+        # Keyed by lease, not task id: a task whose lease this worker lost may be claimed by
+        # it again while the first handler still runs.
+        self._active: dict[Lease, Attempt] = {}
         self._pending: list[Attempt] = []
         self._task_logs = TaskLogBuffer()
         self._backoff = Backoff()
@@ -620,7 +622,7 @@ class Worker:
         if task.cancel_requested:
             ctx._request_cancel()
         with self._lock:
-            self._active[task.task_id] = attempt
+            self._active[task.lease] = attempt
         self._executing_now += 1
         if attempt.deadline is not None:
             self._timed.add(attempt)
@@ -648,8 +650,8 @@ class Worker:
         wake = False
         with self._lock:
             for lease in leases:
-                attempt = self._active.get(lease.task_id)
-                if attempt is None or attempt.recording or attempt.lease != lease:
+                attempt = self._active.get(lease)
+                if attempt is None or attempt.recording:
                     continue  # recorded meanwhile
                 result = renewed.get(lease.task_id)
                 if result is None:
@@ -841,7 +843,7 @@ class Worker:
 
     def _forget(self, attempt: Attempt) -> None:
         with self._lock:
-            self._active.pop(attempt.task_id, None)
+            self._active.pop(attempt.lease, None)
 
     def _record_until(self, deadline: float) -> None:
         while self._pending and time.monotonic() < deadline:
