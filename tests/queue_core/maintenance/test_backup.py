@@ -37,6 +37,7 @@ def _count(db: Database) -> int:
         return int(conn.execute(select(func.count()).select_from(TASKS)).scalar_one())
 
 
+@pytest.mark.slow
 def test_backup_while_four_processes_write(sqlite_url: str, tmp_path: Path) -> None:
     db = Database(sqlite_url)
     tasks = TaskRepository(db)

@@ -111,6 +111,7 @@ def test_purge_cli(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["maintenance", "purge", "--older-than", "-1", "--database-url", db_url]) == 2
 
 
+@pytest.mark.slow
 def test_purge_under_concurrent_load_loses_no_live_task(db_url: str) -> None:
     db = Database(db_url)
     now = utcnow()

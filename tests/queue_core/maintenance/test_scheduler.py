@@ -28,6 +28,7 @@ THREADS = 3
 ROUNDS = 8
 
 
+@pytest.mark.slow
 def test_lease_elects_exactly_one_runner_across_processes_and_threads(
     leases_db: Database, db_url: str
 ) -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from queue_core.database import Database
@@ -98,6 +99,7 @@ def _enqueue(tasks: TaskRepository, start: int) -> None:
     raise AssertionError("the database stayed busy for ten busy timeouts in a row")
 
 
+@pytest.mark.slow
 def test_wal_stays_bounded_over_a_20000_task_soak(sqlite_url: str) -> None:
     db = Database(sqlite_url)
     path = Path(make_url(sqlite_url).database or "")
