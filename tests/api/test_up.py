@@ -74,13 +74,16 @@ def test_up_runs_tasks_end_to_end_and_stops_both(
 
     assert server.stop() == 0, server.output()
     wait_for(lambda: not pid_alive(pid), "the worker to exit", server)
-    assert "worker stopped" in server.output()
+    assert "worker stopped (exit code 0)" in server.output()
+    assert "error: the worker" not in server.output()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="kills the worker with SIGKILL")
-def test_up_says_when_the_worker_dies(start_server: Callable[..., Server], tmp_path: Path) -> None:
+def test_up_says_when_the_worker_dies_and_keeps_serving(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
     server = start_server(sqlite_url_for(tmp_path / "q.db"), command="up")
     os.kill(worker_pid(server), signal.SIGKILL)
     wait_for(lambda: "error: the worker" in server.output(), "the death notice", server)
     assert httpx.get(f"{server.base_url}/health").status_code == 200
-    server.stop()
+    assert server.stop() == 0, server.output()
