@@ -331,3 +331,19 @@ def test_the_manager_needs_an_event_loop_only_to_sync(qdb: Database, tmp_path: P
     stored = manager.registry.get_run("run-1")
     assert stored is not None
     assert stored.status is RunStatus.COMPLETED
+
+
+def test_close_stops_the_sync_loop_even_right_after_a_wake_up(qdb: Database) -> None:
+    """asyncio.wait_for before 3.12 swallows a cancel that meets a finished wait: a sync loop
+    woken and closed in the same loop iteration then slept forever, and close() hung."""
+
+    async def scenario() -> None:
+        for i in range(20):
+            manager = make_manager(qdb)
+            manager.start_task(Run(f"run-{i}", "compat.echo", {}))
+            await asyncio.sleep(0)
+            manager.forget(f"run-{i}")
+            await manager.wait_all()  # wakes the loop; nothing left to wait for
+            await asyncio.wait_for(manager.close(), 5)
+
+    asyncio.run(scenario())

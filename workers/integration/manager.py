@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -164,6 +164,8 @@ class QueueTaskManager:
         self._closed = True
         task, self._sync_task = self._sync_task, None
         if task is not None:
+            if self._wakeup is not None:
+                self._wakeup.set()  # the loop sees _closed and returns
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if self._owns_db:
@@ -244,15 +246,11 @@ class QueueTaskManager:
         assert self._wakeup is not None
         wakeup = self._wakeup
         interval = self.sync_min_interval
-        while True:
-            woken = True
-            if self._active:
-                try:
-                    await asyncio.wait_for(wakeup.wait(), timeout=interval)
-                except asyncio.TimeoutError:
-                    woken = False
-            else:
-                await wakeup.wait()  # nothing to follow: sleep until a run is started
+        while not self._closed:
+            # With nothing to follow, sleep until a run is started.
+            woken = await _wait_event(wakeup, interval if self._active else None)
+            if self._closed:
+                return
             wakeup.clear()
             try:
                 changed = await self.sync_now()
@@ -283,7 +281,7 @@ class QueueTaskManager:
             async with progress:
                 await progress.wait_for(done)
 
-        await asyncio.wait_for(wait(), timeout)
+        await _within(wait(), timeout)
 
     # --- helpers ---
 
@@ -305,3 +303,32 @@ class QueueTaskManager:
             return snap.new_run()
         apply_snapshot(run, snap)
         return run
+
+
+# asyncio.wait_for before Python 3.12 can swallow a cancellation that arrives as the awaited
+# thing completes (gh-86296), leaving a task that was told to stop running on. asyncio.wait
+# does not: these two helpers use it.
+
+
+async def _within(coro: Coroutine[Any, Any, object], timeout: float | None) -> None:
+    """Await ``coro``; cancel it and raise TimeoutError after ``timeout`` seconds."""
+    task = asyncio.ensure_future(coro)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    finally:
+        if not task.done():
+            task.cancel()
+    if not done:
+        raise asyncio.TimeoutError
+    task.result()
+
+
+async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until ``event`` is set (True) or ``timeout`` passes (False)."""
+    if event.is_set():
+        return True
+    try:
+        await _within(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True

@@ -50,6 +50,9 @@ class Run:
     task_id: int | None = None
     """The queue task that carries this run, once a QueueTaskManager has enqueued it."""
 
+    def __post_init__(self) -> None:
+        self.status = RunStatus(self.status)  # a registry may hand back plain strings
+
     def mark_running(self, at: datetime | None = None) -> None:
         self.status = RunStatus.RUNNING
         self.started_at = self.started_at or at or utcnow()
