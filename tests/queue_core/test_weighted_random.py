@@ -27,8 +27,8 @@ from queue_core.schemas import TaskCreate
 
 WR = "weighted_random"
 SEED = 20_261_128
-COMPOSITION = {1: 12, 10: 20, 100: 40}  # priority -> tasks queued at every claim
-BATCH = 25
+COMPOSITION = {1: 24, 10: 40, 100: 80}  # priority -> tasks queued at every claim
+BATCH = 50
 CLAIMS = 20_000
 CHI2_CRITICAL_DF2 = 13.816  # p = 0.001 with two degrees of freedom
 
