@@ -139,3 +139,11 @@ async def echo_async(payload: dict[str, Any]) -> dict[str, Any]:
 @task("t.stamp")
 def stamp(payload: dict[str, Any], ctx: TaskContext) -> None:
     record("stamp", ctx, at=time.time())
+
+
+@task("t.log_sleep")
+def log_sleep(payload: dict[str, Any], ctx: TaskContext) -> str:
+    record("start", ctx)
+    ctx.logger.info("working")
+    time.sleep(float(payload.get("seconds", 0.3)))
+    return "slept"
