@@ -138,6 +138,7 @@ def test_demo_handlers(db: Database) -> None:
     try:
         assert wait_for_status(tasks, echo, "completed").result == {"echo": {"n": 1}}
         slept = wait_for_status(tasks, nap, "completed").result
+        assert isinstance(slept, dict)
         assert slept["finished"] is True
         assert wait_for_status(tasks, retry, "failed").error_message == (
             "RuntimeError: demo.fail failed on purpose"

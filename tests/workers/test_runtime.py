@@ -244,7 +244,7 @@ def test_configuration_is_checked() -> None:
         {"strategy": "random"},
     ):
         with pytest.raises(ValueError):
-            WorkerConfig(**bad)  # type: ignore[arg-type]
+            WorkerConfig(**bad)
     assert WorkerConfig(lease_seconds=2).effective_sweep_interval == 2
     assert WorkerConfig(sweep_interval=7).effective_sweep_interval == 7
     assert new_worker_id() != new_worker_id()
