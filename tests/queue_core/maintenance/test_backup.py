@@ -8,13 +8,13 @@ import shutil
 import sqlite3
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
+from queue_core import migrate
 from queue_core.cli import main
 from queue_core.database import Database
 from queue_core.maintenance import MaintenanceFailed, backup
@@ -181,47 +181,35 @@ def test_backup_on_postgresql_explains_pg_dump(
 
 
 @pytest.mark.skipif(shutil.which("pg_dump") is None, reason="needs pg_dump and pg_restore")
-def test_documented_pg_dump_procedure(db_url: str, backend: str, tmp_path: Path) -> None:
-    """docs/operations.md: pg_dump the queue's schema, pg_restore it into another database."""
+def test_documented_pg_dump_procedure(blank_db_url: str, backend: str, tmp_path: Path) -> None:
+    """docs/operations.md: pg_dump the queue's schema; after losing it, pg_restore it."""
     if backend != "postgresql":
         pytest.skip("PostgreSQL only")
-    db = Database(db_url)
+    db = Database(blank_db_url)
+    migrate.upgrade(db)
     TaskRepository(db).enqueue_many([TaskCreate(type="pg", payload={"n": n}) for n in range(50)])
-    url = make_url(db_url)
-    schema = str(url.query["options"]).split("search_path=")[1]
     db.dispose()
-    target_db = f"prismq_restore_{uuid.uuid4().hex[:8]}"
+    url = make_url(blank_db_url)
+    schema = str(url.query["options"]).split("search_path=")[1]
     conn_args = ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432)]
-    conn_args += ["-U", url.username or "postgres"]
+    conn_args += ["-U", url.username or "postgres", "--dbname", url.database or ""]
     env = {**os.environ, "PGPASSWORD": url.password or ""}
     dump = tmp_path / "queue.dump"
     run = {"check": True, "env": env, "capture_output": True, "timeout": TIMEOUT}
     subprocess.run(
-        [
-            "pg_dump",
-            *conn_args,
-            "--format=custom",
-            f"--schema={schema}",
-            f"--file={dump}",
-            url.database or "",
-        ],
+        ["pg_dump", *conn_args, "--format=custom", f"--schema={schema}", f"--file={dump}"],
         **run,  # type: ignore[call-overload]
     )
-    subprocess.run(["createdb", *conn_args, target_db], **run)  # type: ignore[call-overload]
+    admin = Database(blank_db_url)
+    with admin.write() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))  # the disaster
+    admin.dispose()
+    subprocess.run(["pg_restore", *conn_args, "--no-owner", str(dump)], **run)  # type: ignore[call-overload]
+    restored = Database(blank_db_url)
     try:
-        subprocess.run(
-            ["pg_restore", *conn_args, "--no-owner", f"--dbname={target_db}", str(dump)],
-            **run,  # type: ignore[call-overload]
-        )
-        restored = Database(url.set(database=target_db).render_as_string(hide_password=False))
-        try:
-            assert TaskRepository(restored).stats().queued_tasks == 50
-            with restored.read() as conn:
-                assert (
-                    conn.execute(text("SELECT due_tasks FROM v_queue_oldest_due")).scalar_one()
-                    == 50
-                )
-        finally:
-            restored.dispose()
+        assert TaskRepository(restored).stats().queued_tasks == 50
+        with restored.read() as conn:
+            assert conn.execute(text("SELECT due_tasks FROM v_queue_oldest_due")).scalar_one() == 50
+        assert migrate.current_revision(restored) == migrate.head_revision()
     finally:
-        subprocess.run(["dropdb", *conn_args, "--if-exists", target_db], **run)  # type: ignore[call-overload]
+        restored.dispose()

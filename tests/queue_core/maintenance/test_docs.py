@@ -1,15 +1,15 @@
-"""The runnable examples of docs/operations.md, troubleshooting.md and monitoring.md work."""
+"""The SQLite-to-PostgreSQL script of docs/operations.md works.
+
+Its `example: cli` blocks run in tests/test_docs_examples.py, with every other page's.
+"""
 
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from queue_core.cli import main
 from queue_core.database import Database
 from queue_core.repositories import TaskRepository
 from queue_core.repositories._common import TASKS
@@ -17,46 +17,9 @@ from queue_core.schemas import TaskCreate
 
 MOVED = 1200  # more than one page of 1000
 DOCS = Path(__file__).resolve().parents[3] / "docs"
-PAGES = ("operations.md", "troubleshooting.md", "monitoring.md")
-CLI_BLOCK = re.compile(r"<!-- example: cli -->\s*```console\n(.*?)```", re.DOTALL)
 MIGRATION_BLOCK = re.compile(
     r"<!-- example: python-sqlite-to-postgresql -->\s*```python\n(.*?)```", re.DOTALL
 )
-
-
-def cli_examples(page: str) -> list[str]:
-    text = (DOCS / page).read_text(encoding="utf-8")
-    return [
-        line[2:].strip()
-        for block in CLI_BLOCK.findall(text)
-        for line in block.splitlines()
-        if line.startswith("$ ")
-    ]
-
-
-def test_every_page_has_runnable_examples() -> None:
-    for page in PAGES:
-        examples = cli_examples(page)
-        assert examples, page
-        assert all(line.startswith("prismq-queue ") for line in examples), page
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_cli_examples_run(
-    page: str,
-    sqlite_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    db = Database(sqlite_url)
-    TaskRepository(db).enqueue_many([TaskCreate(type="docs", payload={"n": n}) for n in range(20)])
-    db.dispose()
-    monkeypatch.setenv("PRISMQ_QUEUE_DATABASE_URL", sqlite_url)
-    monkeypatch.chdir(tmp_path)
-    for line in cli_examples(page):
-        code = main(shlex.split(line)[1:])
-        assert code == 0, f"{line}: exit {code}: {capsys.readouterr().err}"
 
 
 def test_sqlite_to_postgresql_script(db_url: str, sqlite_url: str) -> None:
