@@ -190,9 +190,10 @@ def analyze_command(database_url: str | None) -> None:
     "--older-than",
     "older_than",
     type=click.FloatRange(min=0),
-    required=True,
+    default=None,
     metavar="DAYS",
-    help="Delete completed and cancelled tasks finished more than DAYS ago.",
+    help="Delete completed and cancelled tasks finished more than DAYS ago "
+    "[default: PRISMQ_QUEUE_RETENTION_DAYS, 7].",
 )
 @click.option(
     "--logs-older-than",
@@ -213,7 +214,7 @@ def analyze_command(database_url: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @database_option
 def purge_command(
-    older_than: float,
+    older_than: float | None,
     logs_older_than: float | None,
     include_failed: bool,
     batch_size: int,
@@ -222,6 +223,8 @@ def purge_command(
 ) -> None:
     """Delete old finished tasks (with their logs) in short batches; never queued or leased."""
     with open_db(database_url) as db:
+        if older_than is None:
+            older_than = db.settings.retention_days
         counts = count_purgeable(
             db,
             older_than,

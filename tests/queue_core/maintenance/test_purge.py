@@ -97,12 +97,21 @@ def test_purge_old_logs_and_batch_limit(db: Database) -> None:
         purge(db, -1)
 
 
-def test_purge_cli(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_purge_cli(
+    db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = Database(db_url)
     try:
         _old_history(db, ManualClock(utcnow() - timedelta(days=30)))
     finally:
         db.dispose()
+    # Without --older-than, PRISMQ_QUEUE_RETENTION_DAYS applies (7 days by default).
+    dry_run = ["maintenance", "purge", "--dry-run", "--database-url", db_url]
+    assert main(dry_run) == 0
+    assert "would delete 6 task(s)" in capsys.readouterr().out
+    monkeypatch.setenv("PRISMQ_QUEUE_RETENTION_DAYS", "60")
+    assert main(dry_run) == 0
+    assert "would delete 0 task(s)" in capsys.readouterr().out
     args = ["maintenance", "purge", "--older-than", "7", "--database-url", db_url]
     assert main([*args, "--dry-run"]) == 0
     assert "would delete 6 task(s)" in capsys.readouterr().out
