@@ -64,7 +64,7 @@ def test_embedded_workers_need_module_handlers(db_url: str) -> None:
     db.dispose()
 
 
-def test_the_lifespan_owns_the_manager_and_the_slots(db_url: str) -> None:
+def test_the_lifespan_owns_the_manager_and_the_slots(db_url: str, db: Database) -> None:
     registry = InMemoryRunRegistry()
     created: list[TaskManager] = []
 
@@ -87,12 +87,12 @@ def test_the_lifespan_owns_the_manager_and_the_slots(db_url: str) -> None:
         assert status_of(registry, "r1") is RunStatus.COMPLETED
 
     asyncio.run(scenario())
-    (worker,) = WorkerRepository(Database(db_url)).list()
+    (worker,) = WorkerRepository(db).list()
     assert worker.concurrency == 1
     assert worker.stopped_at_utc is not None
 
 
-def test_the_lifespan_without_embedded_slots_only_enqueues(db_url: str) -> None:
+def test_the_lifespan_without_embedded_slots_only_enqueues(db_url: str, db: Database) -> None:
     registry = InMemoryRunRegistry()
     app = SimpleNamespace(state=SimpleNamespace())
     lifespan = task_manager_lifespan(
@@ -106,7 +106,6 @@ def test_the_lifespan_without_embedded_slots_only_enqueues(db_url: str) -> None:
             app.state.runs.start_task(Run("r1", "compat.echo", {}))
 
     asyncio.run(scenario())
-    db = Database(db_url)
     assert [t.status for t in TaskRepository(db).list()] == [TaskStatus.QUEUED]
     assert WorkerRepository(db).list() == []
 

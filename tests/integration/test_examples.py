@@ -80,7 +80,7 @@ def run_worker_burst(db_url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_app_enqueues_and_a_worker_process_runs_the_work(queue_env: str) -> None:
+def test_the_app_enqueues_and_a_worker_process_runs_the_work(queue_env: str, db: Database) -> None:
     with app_client(embedded=False) as client:
         response = client.post(
             "/runs", json={"module_id": "example.greet", "parameters": {"name": "Ada"}}
@@ -107,13 +107,13 @@ def test_the_app_enqueues_and_a_worker_process_runs_the_work(queue_env: str) -> 
         done = client.get(f"/runs/{run['run_id']}").json()
         assert done["exit_code"] == 0
         assert client.get("/runs/active").json() == {"count": 0, "run_ids": []}
-    task = TaskRepository(Database(queue_env)).get(run["task_id"])
+    task = TaskRepository(db).get(run["task_id"])
     assert task.status is TaskStatus.COMPLETED
     assert task.result == {"greeting": "Hello, Ada!"}
 
 
 def test_embedded_mode_runs_the_work_inside_the_app(
-    queue_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    queue_env: str, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A short lease: the lease keeper, which also brings cancel requests, ticks every second.
     monkeypatch.setenv("EXAMPLE_LEASE_SECONDS", "3")
@@ -138,7 +138,6 @@ def test_embedded_mode_runs_the_work_inside_the_app(
         assert missing.status_code == 422
         assert "example.nothing" in missing.json()["detail"]
         assert client.get("/runs/nope").status_code == 404
-    db = Database(queue_env)
     assert TaskRepository(db).get(failed["task_id"]).attempts == 1
     (embedded,) = WorkerRepository(db).list()
     assert embedded.stopped_at_utc is not None  # stopped gracefully with the app
@@ -156,12 +155,19 @@ def test_in_memory_mode_is_the_old_behaviour(runs_file: Path) -> None:
         assert client.get(f"/runs/{run['run_id']}").json()["task_id"] is None
 
 
+@pytest.fixture
+def sqlite_queue_env(sqlite_url: str, runs_file: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The scripts are backend-agnostic (test_migration.py runs their functions on both)."""
+    monkeypatch.setenv("PRISMQ_QUEUE_DATABASE_URL", sqlite_url)
+    return sqlite_url
+
+
 def _history(runs_file: Path, runs: list[dict[str, Any]]) -> None:
     runs_file.write_text(json.dumps({run["run_id"]: run for run in runs}), "utf-8")
 
 
 def test_the_migration_script_moves_unfinished_runs_into_the_queue(
-    queue_env: str,
+    sqlite_queue_env: str,
     runs_file: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -180,7 +186,7 @@ def test_the_migration_script_moves_unfinished_runs_into_the_queue(
             {"run_id": "x1", "module_id": "example.unknown", "status": "queued"},
         ],
     )
-    env = example_env(EXAMPLE_RUNS_FILE=str(runs_file), PRISMQ_QUEUE_DATABASE_URL=queue_env)
+    env = example_env(EXAMPLE_RUNS_FILE=str(runs_file), PRISMQ_QUEUE_DATABASE_URL=sqlite_queue_env)
     first = subprocess.run(
         [sys.executable, "-m", "examples.migrate_runs"],
         cwd=ROOT,
@@ -198,10 +204,11 @@ def test_the_migration_script_moves_unfinished_runs_into_the_queue(
     # Once more, in this process (the script's main() reads the same variables).
     from examples import migrate_runs
 
-    monkeypatch.setenv("PRISMQ_QUEUE_DATABASE_URL", queue_env)
+    monkeypatch.setenv("PRISMQ_QUEUE_DATABASE_URL", sqlite_queue_env)
     assert migrate_runs.main() == 1
     assert sorted(json.loads(capsys.readouterr().out)["already_enqueued"]) == ["q1", "r1"]
-    tasks = TaskRepository(Database(queue_env)).list()
+    with Database(sqlite_queue_env) as db:
+        tasks = TaskRepository(db).list()
     assert sorted(t.idempotency_key or "" for t in tasks) == ["q1", "r1"]
     stored = json.loads(runs_file.read_text("utf-8"))
     assert stored["r1"]["status"] == "queued"  # it starts again from the beginning
@@ -209,7 +216,9 @@ def test_the_migration_script_moves_unfinished_runs_into_the_queue(
     assert stored["c1"]["status"] == "completed"
 
 
-def test_the_rollback_script_runs_queued_runs_in_memory(queue_env: str, runs_file: Path) -> None:
+def test_the_rollback_script_runs_queued_runs_in_memory(
+    sqlite_queue_env: str, runs_file: Path
+) -> None:
     _history(
         runs_file,
         [{"run_id": "q1", "module_id": "example.greet", "parameters": {"name": "D"}}],
@@ -217,7 +226,7 @@ def test_the_rollback_script_runs_queued_runs_in_memory(queue_env: str, runs_fil
     from examples import migrate_runs
 
     assert migrate_runs.main() == 0
-    env = example_env(EXAMPLE_RUNS_FILE=str(runs_file), PRISMQ_QUEUE_DATABASE_URL=queue_env)
+    env = example_env(EXAMPLE_RUNS_FILE=str(runs_file), PRISMQ_QUEUE_DATABASE_URL=sqlite_queue_env)
     done = subprocess.run(
         [sys.executable, "-m", "examples.rollback_runs", "--timeout", "30"],
         cwd=ROOT,
@@ -228,7 +237,8 @@ def test_the_rollback_script_runs_queued_runs_in_memory(queue_env: str, runs_fil
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["moved"] == ["q1"]
-    (task,) = TaskRepository(Database(queue_env)).list()
+    with Database(sqlite_queue_env) as db:
+        (task,) = TaskRepository(db).list()
     assert task.status is TaskStatus.CANCELLED  # out of the queue
     stored = json.loads(runs_file.read_text("utf-8"))["q1"]
     assert (stored["status"], stored["exit_code"]) == ("completed", 0)  # ran in memory
