@@ -38,6 +38,7 @@ from queue_core.repositories import (
     TaskLogRepository,
     WorkerRepository,
     default_worker_id,
+    log_entry,
     sweep,
 )
 from queue_core.settings import (
@@ -839,6 +840,18 @@ class Worker:
         """The lease is gone: whatever the handler produced is discarded (at-least-once)."""
         self.metrics.lease_lost.labels(attempt.task.type).inc()
         attempt.log.warning("lease lost before the outcome was recorded; the result is discarded")
+        # The task's history says why this run left no outcome (written with the next batch).
+        self._task_logs.add(
+            log_entry(
+                attempt.task_id,
+                "result discarded: the lease was lost",
+                self._clock(),
+                level="WARNING",
+                event="lease_lost",
+                worker_id=self.worker_id,
+                attempt=attempt.task.attempt,
+            )
+        )
         self._forget(attempt)
 
     def _forget(self, attempt: Attempt) -> None:

@@ -183,7 +183,14 @@ def test_a_handler_that_lost_its_lease_is_told_and_its_result_discarded(
         )
         task = tasks.get(task_id)
         assert (task.status.value, task.result) == ("leased", None)  # untouched by the loser
-        assert "lease lost" not in [log.message for log in tasks.logs(task_id)]
+        wait_until(
+            lambda: (
+                "result discarded: the lease was lost"
+                in [log.message for log in tasks.logs(task_id)]
+            ),
+            timeout=10,
+            what="the discard to be noted in task_logs",
+        )
     finally:
         worker.stop(grace=1, timeout=20)
 
