@@ -57,11 +57,11 @@ MARK_START, MARK_END = "<!-- claims:start -->", "<!-- claims:end -->"
 
 FULL = {
     # PostgreSQL commits wait for the WAL flush (synchronous_commit=on): fewer tasks there.
-    "tasks": {"sqlite": 3000, "postgresql": 1000},
+    "tasks": {"sqlite": 3000, "postgresql": 600},
     "processes": [1, 2, 4, 8],
     "scaling_processes": [1, 2, 4, 8, 12, 16],
     "depths": [1_000, 10_000, 100_000, 1_000_000],
-    "latency_claims": {"sqlite": 1000, "postgresql": 300},
+    "latency_claims": {"sqlite": 1000, "postgresql": 200},
     "reps": 3,
     "start_delay": 1.0,  # s between handing out the jobs and the timed start
 }
