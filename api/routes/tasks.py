@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, Security
+from pydantic import BeforeValidator, Field
 
 from api.deps import Tasks
 from api.errors import error_responses
@@ -29,6 +30,16 @@ from queue_core.states import TaskStatus
 
 # Ids are BIGINT on PostgreSQL: a larger number can name no task and must not reach the driver.
 ID_MAX = 2**63 - 1
+
+
+def _empty_is_absent(value: object) -> object:
+    return None if value == "" else value
+
+
+# Constraints sit on the inner types so that an empty value, mapped to None first, skips them.
+TypeFilter = Annotated[str, Field(max_length=TYPE_MAX_LENGTH, pattern=TYPE_PATTERN)]
+ListLimit = Annotated[int, Field(ge=1, le=LIST_LIMIT_MAX)]
+BeforeId = Annotated[int, Field(ge=1, le=ID_MAX)]
 
 TaskId = Annotated[int, Path(ge=1, le=ID_MAX, description="The task's id.", examples=[42])]
 
@@ -111,29 +122,32 @@ def enqueue_batch(batch: TaskBatchCreate, tasks: Tasks) -> TaskBatch:
 )
 def list_tasks(
     tasks: Tasks,
-    status: Annotated[TaskStatus | None, Query(description="Only tasks in this state.")] = None,
+    status: Annotated[
+        TaskStatus | None,
+        BeforeValidator(_empty_is_absent),
+        Query(description="Only tasks in this state."),
+    ] = None,
     type: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=TYPE_MAX_LENGTH,
-            pattern=TYPE_PATTERN,
-            description="Only tasks of this type.",
-        ),
+        TypeFilter | None,
+        BeforeValidator(_empty_is_absent),
+        Query(description="Only tasks of this type."),
     ] = None,
     limit: Annotated[
-        int, Query(ge=1, le=LIST_LIMIT_MAX, description="At most this many tasks.")
+        ListLimit,
+        BeforeValidator(lambda value: LIST_LIMIT_DEFAULT if value == "" else value),
+        Query(description="At most this many tasks."),
     ] = LIST_LIMIT_DEFAULT,
     before_id: Annotated[
-        int | None,
+        BeforeId | None,
+        BeforeValidator(_empty_is_absent),
         Query(
-            ge=1,
-            le=ID_MAX,
             description="Only tasks with a smaller id: pass the last `task_id` of a page to "
-            "get the next page.",
+            "get the next page."
         ),
     ] = None,
 ) -> list[Task]:
+    """Every filter is optional, and an empty one (`?status=&type=`) counts as absent, as
+    existing clients send it."""
     return tasks.list(status=status, type=type, limit=limit, before_id=before_id)
 
 

@@ -142,6 +142,14 @@ def test_list_is_newest_first_filters_and_pages(client: TestClient) -> None:
     assert client.get(TASKS, params={"status": "queued", "type": "nothing.here"}).json() == []
 
 
+def test_empty_filters_count_as_absent(client: TestClient) -> None:
+    task = enqueue(client)
+    response = client.get(f"{TASKS}?status=&type=&limit=&before_id=")
+    assert response.status_code == 200, response.text
+    assert [t["task_id"] for t in response.json()] == [task["task_id"]]
+    assert client.get(f"{TASKS}?status=&type=&limit=100&before_id=").status_code == 200
+
+
 BAD_QUERIES: list[dict[str, object]] = [
     {"status": "running"},
     {"limit": 0},
