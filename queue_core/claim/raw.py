@@ -50,6 +50,7 @@ class _KeptConnection:
 
     def __init__(self, db: Database) -> None:
         self.lock = threading.Lock()
+        self.owner: int | None = None  # the thread inside a transaction, if any
         self.connection: Any = None
         event.listen(db.engine, "engine_disposed", self._on_dispose)
 
@@ -98,16 +99,22 @@ class RawWriter:
         ``%(name)s`` on PostgreSQL: use ``dbapi_sql`` of the dialect module)."""
         kept = self._kept
         if kept is not None:
+            if kept.owner == threading.get_ident():
+                # The lock is not reentrant: waiting on it here would hang this thread.
+                raise RuntimeError("a RawWriter transaction cannot be nested on one thread")
             with kept.lock:
-                if kept.connection is None:
-                    kept.connection = self._checkout()
+                kept.owner = threading.get_ident()
                 try:
+                    if kept.connection is None:
+                        kept.connection = self._checkout()
                     with self._on(kept.connection) as cursor:
                         yield cursor
                 except BaseException:
                     if kept.connection is not None and not kept.connection.is_valid:
                         kept.connection = None
                     raise
+                finally:
+                    kept.owner = None
         else:
             connection = self._checkout()
             try:
