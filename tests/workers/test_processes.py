@@ -182,9 +182,9 @@ def test_a_killed_worker_s_task_is_completed_by_another_worker(
     workers: Workers, tasks: TaskRepository
 ) -> None:
     task_id = tasks.enqueue(type="t.crash_first").task.task_id
-    doomed = workers.start("--lease-seconds", "2")
+    doomed = workers.start("--lease-seconds", "1")
     wait_until(lambda: workers.events("run", task_id), what="the first attempt to start")
-    rescuer = workers.start("--lease-seconds", "2")
+    rescuer = workers.start("--lease-seconds", "1")
     doomed.kill()  # SIGKILL: no release, no clean-up
     done = wait_for_status(tasks, task_id, "completed", timeout=30)
     assert (done.attempts, done.result) == (2, {"attempt": 2})
