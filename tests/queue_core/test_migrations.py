@@ -208,8 +208,6 @@ def test_alembic_upgrade_head_migrates_the_database_named_by_the_environment(
     with Database(url) as db:
         assert migrate.current_revision(db) == migrate.head_revision()
         assert _tables(db) == set(Base.metadata.tables)
-    current = _run([sys.executable, "-m", "alembic", "current"], env)
-    assert f"{migrate.head_revision()} (head)" in current.stdout
 
 
 def _cli(args: list[str], url: str) -> subprocess.CompletedProcess[str]:
