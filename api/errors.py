@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
 from api.examples import json_example
-from api.models import ErrorResponse
+from api.models import ErrorResponse, ValidationErrorResponse
 from queue_core.errors import (
     DatabaseUnavailable,
     IdempotencyConflict,
@@ -61,6 +61,25 @@ def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[st
             "content": json_example({"detail": example}),
         }
     return responses
+
+
+VALIDATION_ERROR_RESPONSE: dict[str, Any] = {
+    "model": ValidationErrorResponse,
+    "description": "Invalid input: the body is not JSON or nested too deep, or a field or "
+    "parameter is out of range. `detail` lists the problems.",
+    "content": json_example(
+        {
+            "detail": [
+                {
+                    "type": "greater_than_equal",
+                    "loc": ["body", "priority"],
+                    "msg": "Input should be greater than or equal to 1",
+                    "ctx": {"ge": 1},
+                }
+            ]
+        }
+    ),
+}
 
 
 def error_body(detail: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,19 @@ class ErrorResponse(BaseModel):
     """The body of every error but 422 (whose `detail` is a list of problems)."""
 
     detail: str = Field(examples=["task 42 not found"])
+
+
+class ValidationProblem(BaseModel):
+    type: str = Field(examples=["greater_than_equal"])
+    loc: list[str | int] = Field(description="Where: `body`, `query` or `path`, then the field.")
+    msg: str
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorResponse(BaseModel):
+    """The body of a 422: FastAPI's validation format, without echoing the input back."""
+
+    detail: list[ValidationProblem]
 
 
 class TaskBatchCreate(BaseModel):

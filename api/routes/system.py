@@ -11,10 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import DatabaseDep
-from api.errors import error_responses
 from api.examples import json_example
 from api.models import Health, HealthUnavailable
-from api.security import bearer_scheme
+from api.security import UNAUTHORIZED_DETAIL, bearer_scheme
 from queue_core.errors import QueueError
 
 logger = logging.getLogger("api")
@@ -65,7 +64,17 @@ def health(db: DatabaseDep) -> Health | JSONResponse:
             "description": "Prometheus text exposition format.",
             "content": {"text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}},
         },
-        **error_responses(401),
+        # Spelled out: with a text response class, FastAPI would file the error model under
+        # text/plain.
+        401: {
+            "description": "Missing or wrong API key (only when `PRISMQ_QUEUE_API_KEYS` is set).",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                    "example": {"detail": UNAUTHORIZED_DETAIL},
+                }
+            },
+        },
     },
 )
 def metrics(request: Request) -> PlainTextResponse:

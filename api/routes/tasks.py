@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response, Security
 from pydantic import BeforeValidator, Field
 
 from api.deps import Tasks
-from api.errors import error_responses
+from api.errors import VALIDATION_ERROR_RESPONSE, error_responses
 from api.examples import (
     CANCEL_REQUESTED_EXAMPLE,
     CANCELLED_TASK_EXAMPLE,
@@ -48,7 +48,7 @@ router = APIRouter(
     tags=["tasks"],
     route_class=LimitedJSONRoute,
     dependencies=[Security(bearer_scheme)],
-    responses=error_responses(401, 503),
+    responses={**error_responses(401, 503), 422: VALIDATION_ERROR_RESPONSE},
 )
 
 
