@@ -109,6 +109,7 @@ def test_times_are_utc_and_keep_microseconds(db: Database, start_clock: ManualCl
     a = tasks.enqueue(type="t", run_after_utc=aware).task
     b = tasks.enqueue(type="t", run_after_utc=naive).task
     for task, expected in ((a, datetime(2030, 6, 1, 12, 0, 0, 1)), (b, naive)):
+        assert tasks.get(task.task_id) == task  # what enqueue returned is what was stored
         stored = tasks.get(task.task_id).run_after_utc
         assert stored.utcoffset() == timedelta(0)
         assert stored == expected.replace(tzinfo=timezone.utc)
