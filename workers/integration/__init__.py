@@ -6,6 +6,7 @@ picks one from ``PRISMQ_QUEUE_TASK_MANAGER``, embedded worker slots for a FastAP
 migration helpers. Guide: docs/integration.md.
 """
 
+from workers.integration.embedded import EmbeddedWorkers, embedded_workers
 from workers.integration.factory import (
     QueueManagerUnavailable,
     create_task_manager,
@@ -21,27 +22,41 @@ from workers.integration.handlers import (
 )
 from workers.integration.inmemory import InMemoryTaskManager
 from workers.integration.interface import TaskManager
+from workers.integration.lifespan import task_manager_lifespan
 from workers.integration.manager import QueueTaskManager
+from workers.integration.migration import (
+    MigrationReport,
+    RollbackReport,
+    migrate_runs_to_queue,
+    rollback_to_in_memory,
+)
 from workers.integration.runs import InMemoryRunRegistry, Run, RunRegistry, RunStatus
 from workers.integration.status import run_status_for, task_status_for
 
 __all__ = [
+    "EmbeddedWorkers",
     "HandlerNotRegistered",
     "InMemoryRunRegistry",
     "InMemoryTaskManager",
+    "MigrationReport",
     "ModuleHandler",
     "ModuleHandlers",
     "QueueManagerUnavailable",
     "QueueTaskManager",
+    "RollbackReport",
     "Run",
     "RunRegistry",
     "RunStatus",
     "TaskManager",
     "create_task_manager",
     "discard_awaitable",
+    "embedded_workers",
+    "migrate_runs_to_queue",
     "module_handlers",
     "open_queue_database",
     "register_module",
+    "rollback_to_in_memory",
     "run_status_for",
+    "task_manager_lifespan",
     "task_status_for",
 ]
