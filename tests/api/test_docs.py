@@ -148,6 +148,13 @@ def test_doc_examples_run_against_a_real_server(
     from queue_core.settings import sqlite_url_for
 
     open_server = start_server(sqlite_url)
+    # What a fresh install serves at once: the interactive docs, offline, and the schema.
+    docs = httpx.get(f"{open_server.base_url}/docs")
+    assert docs.status_code == 200
+    assert "swagger-ui-bundle.js" in docs.text
+    assert httpx.get(f"{open_server.base_url}/static/swagger-ui-bundle.js").status_code == 200
+    spec = httpx.get(f"{open_server.base_url}/openapi.json").json()
+    assert "/api/queue/tasks/{task_id}" in spec["paths"]
     keyed_url = sqlite_url_for(tmp_path / "keyed.db")
     with Database(keyed_url) as db:
         migrate.upgrade(db)
