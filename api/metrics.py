@@ -75,15 +75,16 @@ class RequestMetrics:
         )
         self.latency = Histogram(
             "prismq_http_request_duration_seconds",
-            "Time to serve an HTTP request, by method and route template.",
-            ["method", "route"],
+            "Time to serve an HTTP request, by method, route template and status.",
+            ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        code = str(status)
+        self.requests.labels(method, route, code).inc()
+        self.latency.labels(method, route, code).observe(seconds)
 
 
 def new_registry(tasks: TaskRepository) -> tuple[CollectorRegistry, RequestMetrics]:
