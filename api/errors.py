@@ -46,6 +46,17 @@ _EXAMPLES = {
     503: "database unavailable: database is locked",
 }
 
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying; sent when the database is busy "
+            "or unreachable, not when its schema is missing.",
+            "schema": {"type": "integer"},
+        }
+    },
+}
+
 
 def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for these error statuses, with an example each.
@@ -60,6 +71,8 @@ def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[st
             "description": descriptions.get(f"d{code}", _DESCRIPTIONS[code]),
             "content": json_example({"detail": example}),
         }
+        if code in _HEADERS:
+            responses[code]["headers"] = _HEADERS[code]
     return responses
 
 
