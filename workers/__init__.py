@@ -12,10 +12,11 @@ To run workers inside another program: ``Worker(WorkerConfig(...)).start()`` and
 ``worker.stop(grace)``; see docs/workers.md.
 """
 
+from workers.config import WorkerConfig
 from workers.context import TaskContext
 from workers.errors import DuplicateHandler, HandlerError, PermanentError
 from workers.registry import Handler, Registry, default_registry, task
-from workers.runtime import Worker, WorkerConfig
+from workers.runtime import Worker
 
 __all__ = [
     "DuplicateHandler",
