@@ -21,7 +21,7 @@ DB_EXAMPLES = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
-JSON_CHARACTERS = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+JSON_CHARACTERS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 scalars = (
     st.none()
     | st.booleans()

@@ -124,7 +124,7 @@ def _assert_schema_is_the_models(db: Database) -> None:
             assert bool(got["unique"]) == bool(index.unique), index.name
             where = index.dialect_options[db.dialect]["where"]
             if where is not None:
-                assert _partial_where(db, index.name) == _squash(str(where)), index.name
+                assert _partial_where(db, str(index.name)) == _squash(str(where)), index.name
 
 
 def _partial_where(db: Database, index: str) -> str:

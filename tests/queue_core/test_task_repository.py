@@ -6,6 +6,7 @@ tested in their own modules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -460,7 +461,7 @@ def test_every_transition_writes_its_log_in_the_same_transaction(
 
     _run(db, REFUSE_LOGS[backend])
     try:
-        attempts = {
+        attempts: dict[str, Callable[[], object]] = {
             "enqueue": lambda: tasks.enqueue(type="t"),
             "enqueue_many": lambda: tasks.enqueue_many([TaskCreate(type="t")] * 3),
             "cancel queued": lambda: tasks.cancel(queued),

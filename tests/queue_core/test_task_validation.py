@@ -37,7 +37,7 @@ DB_EXAMPLES = settings(
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 
 # Any character a JSON string can carry, except U+0000 (rejected, see below).
-JSON_CHARACTERS = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+JSON_CHARACTERS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 
 json_scalars = (
     st.none()
