@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from queue_core.clock import ensure_utc
+from queue_core.settings import PG_NOTIFY_CHANNEL
 from queue_core.states import SchedulingStrategy
 
 CAPABILITY_MATCH = """(
@@ -160,7 +161,7 @@ KEEP_CONNECTION = False
 # Completion, guarded like every transition: the row must still be leased by this holder.
 COMPLETE_SQL = """
 UPDATE task_queue
-SET status = 'completed', result = CAST(:result AS jsonb), finished_at_utc = :now,
+SET status = 'completed', result = CAST(:result AS json), finished_at_utc = :now,
     lease_until_utc = NULL, updated_at_utc = :now
 WHERE id = :id AND status = 'leased' AND locked_by = :worker_id AND lease_token = :lease_token
 RETURNING id
@@ -201,6 +202,23 @@ def insert_many(cursor: Any, statement: str, rows: Sequence[dict[str, Any]]) -> 
         ids.append(cursor.fetchone()[0])
         if not cursor.nextset():
             return ids
+
+
+# Enqueue in one statement, i.e. one round trip in autocommit: the row, its "enqueued" log row
+# and, for a due task, the wake-up of listening workers (sent at commit). Data-modifying CTEs
+# always run to completion; on a key conflict nothing is inserted and no row comes back.
+ENQUEUE_LOGGED_SQL = f"""
+WITH new AS (
+    INSERT INTO task_queue ({ENQUEUE_COLUMNS})
+    VALUES {ENQUEUE_VALUES}
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+), logged AS (
+    INSERT INTO task_logs (task_id, at_utc, level, message, details)
+    SELECT id, :now, 'INFO', 'enqueued', CAST(:details AS jsonb) FROM new
+)
+SELECT id, CASE WHEN :notify THEN pg_notify('{PG_NOTIFY_CHANNEL}', '') END FROM new
+"""
 
 
 TASK_COLUMNS = """id, type, status, priority, attempts, max_attempts, payload, compatibility,

@@ -314,3 +314,14 @@ def test_payload_keeps_float_type_sign_and_key_order(db: Database) -> None:
     payload = {"z": -0.0, "a": 3.176370847049455e16, "m": 1.0, "b": [0.0, -0.0]}
     loaded = tasks.get(tasks.enqueue(type="t", payload=payload).task.task_id).payload
     assert orjson.dumps(loaded) == orjson.dumps(payload)
+
+
+def test_result_keeps_float_type_sign_and_key_order(db: Database) -> None:
+    from queue_core.repositories import LeaseRepository
+
+    tasks, leases = TaskRepository(db), LeaseRepository(db)
+    result = {"z": -0.0, "a": 3.176370847049455e16, "m": 1.0, "nested": [{"b": 2, "a": 1}]}
+    task_id = tasks.enqueue(type="t").task.task_id
+    [claimed] = leases.claim("w", ["t"])
+    leases.complete(claimed.lease, result)
+    assert orjson.dumps(tasks.get(task_id).result) == orjson.dumps(result)
