@@ -377,41 +377,45 @@ def wal_size(path: Path) -> int:
 
 
 class LockWaits:
-    """Where a process meets the write lock, from SQLAlchemy events.
+    """Where a process meets the write lock, seen through ``sqlite3``'s trace callback on every
+    connection of the engine (so both SQLAlchemy's path and the hot path's own DBAPI
+    connection are seen). The callback fires when a statement starts to run.
 
-    * ``durations``: how long each BEGIN IMMEDIATE took. The write lock is taken there, so this
-      is the time SQLite's busy handler slept while another connection held the lock (plus
-      microseconds of locking work). 1 ms or more means the busy handler ran at least once.
-    * ``holds``: from BEGIN IMMEDIATE returning to COMMIT being sent: the part of each write
-      transaction during which every other writer must wait (the COMMIT itself is left out).
+    * ``durations``: from ``BEGIN IMMEDIATE`` starting to the next statement starting. The
+      write lock is taken inside that BEGIN, so this is the time SQLite's busy handler slept
+      while another connection held the lock, plus microseconds of locking and Python work.
+      1 ms or more means the busy handler ran at least once (its shortest sleep is 1 ms).
+    * ``holds``: from the first statement after BEGIN to COMMIT/ROLLBACK starting: the part of
+      each write transaction during which every other writer waits (the COMMIT's own write of
+      the WAL frames is left out).
     """
 
     def __init__(self, engine: Engine) -> None:
         self.durations: list[float] = []
         self.holds: list[float] = []
-        self._started: float | None = None
+        self._begin_at: float | None = None
         self._holding_since: float | None = None
-        event.listen(engine, "before_cursor_execute", self._before)
-        event.listen(engine, "after_cursor_execute", self._after)
-        event.listen(engine, "commit", self._end)
-        event.listen(engine, "rollback", self._end)
+        event.listen(engine, "connect", self._on_connect)
 
-    def _before(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement == "BEGIN IMMEDIATE":
-            self._started = time.perf_counter()
+    def _on_connect(self, dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.set_trace_callback(self._trace)
 
-    def _after(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement == "BEGIN IMMEDIATE" and self._started is not None:
-            now = time.perf_counter()
-            self.durations.append(now - self._started)
-            self._started = None
-            self._holding_since = now
-
-    def _end(self, _conn: Any) -> None:
-        if self._holding_since is not None:
-            self.holds.append(time.perf_counter() - self._holding_since)
+    def _trace(self, statement: str) -> None:
+        now = time.perf_counter()
+        head = statement.lstrip()[:15].upper()
+        is_begin = head.startswith("BEGIN IMMEDIATE")
+        if self._begin_at is not None:
+            # The BEGIN before this statement is over: it got the lock, or it failed (then
+            # this is the retry's BEGIN) after the same wait.
+            self.durations.append(now - self._begin_at)
+            self._begin_at = None
+            if not is_begin:
+                self._holding_since = now
+        if is_begin:
+            self._begin_at = now
+        elif head.startswith(("COMMIT", "ROLLBACK", "END")) and self._holding_since is not None:
+            self.holds.append(now - self._holding_since)
             self._holding_since = None
-        self._started = None  # a BEGIN that failed with SQLITE_BUSY is not a wait we timed
 
     def summary(self) -> Json:
         waits = [d for d in self.durations if d >= LOCK_WAIT_THRESHOLD_S]
@@ -440,12 +444,16 @@ def _body(kind: str) -> Callable[[], None]:
     raise ValueError(f"unknown task body {kind!r}")
 
 
-def _retry(step: Callable[[], Any], errors: Counter[str], name: str) -> Any:
-    """Run a step until no DatabaseUnavailable (SQLITE_BUSY surfaced) interrupts it."""
+def _retry(
+    step: Callable[[], Any], errors: Counter[str], name: str, busy: Callable[[Exception], bool]
+) -> Any:
+    """Run a step until no SQLITE_BUSY surfaced to the caller interrupts it; count those."""
     for _ in range(1_000_000):
         try:
             return step()
-        except DatabaseUnavailable:
+        except Exception as exc:
+            if not busy(exc):
+                raise
             errors[name] += 1
     raise RuntimeError(f"{name}: SQLITE_BUSY a million times in a row")
 
@@ -457,9 +465,18 @@ def prepare_engine_drain(args: Json) -> Runner:
     waits = LockWaits(db.engine)
     body = _body(args.get("body", "noop"))
     worker_id = f"tuning-{args['index']}"
+
+    def busy(exc: Exception) -> bool:
+        # DatabaseUnavailable is the engine's translation; a driver error it let through
+        # (e.g. from a connection being opened) counts as surfaced too.
+        return isinstance(exc, DatabaseUnavailable) or db.backend.is_unavailable(exc)
+
     max_cycles = args.get("max_cycles") or sys.maxsize
-    with db.read() as conn:  # open the connection before the clock starts
+    with db.read() as conn:  # open the connections before the clock starts
         conn.execute(text("SELECT 1"))
+    leases.claim(worker_id, ["tuning.warm-up.matches-nothing"])  # the hot path's connection
+    waits.durations.clear()
+    waits.holds.clear()
 
     def run() -> Json:
         errors: Counter[str] = Counter()
@@ -470,14 +487,18 @@ def prepare_engine_drain(args: Json) -> Runner:
         try:
             while len(done) < max_cycles:
                 t0 = time.perf_counter_ns()
-                claimed = _retry(lambda: leases.claim(worker_id, TYPES, limit=1), errors, "claim")
+                claimed = _retry(
+                    lambda: leases.claim(worker_id, TYPES, limit=1), errors, "claim", busy
+                )
                 if not claimed:
                     break
                 t1 = time.perf_counter_ns()
                 body()
                 t2 = time.perf_counter_ns()
                 outcome = [(claimed[0].lease, None)]
-                lost += len(_retry(partial(leases.complete_many, outcome), errors, "complete"))
+                lost += len(
+                    _retry(partial(leases.complete_many, outcome), errors, "complete", busy)
+                )
                 t3 = time.perf_counter_ns()
                 latencies.append((t1 - t0) + (t3 - t2))
                 done.append(claimed[0].task_id)
