@@ -319,7 +319,13 @@ def _make_engine_template(path: Path, queued: int) -> None:
         for start in range(0, queued, BATCH_MAX):
             tasks.enqueue_many(task_specs(min(BATCH_MAX, queued - start), start))
     finally:
-        db.dispose()  # the last connection checkpoints the WAL into the file and removes it
+        db.dispose()
+    # Copy-ready: everything in the main file, whatever connection may still be open.
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.close()
 
 
 RAW_SCHEMA = (
