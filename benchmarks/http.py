@@ -21,6 +21,7 @@ Writes ``benchmarks/results/http.json`` and ``benchmarks/results/http.md``, and 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -372,6 +373,10 @@ def environment() -> dict[str, Any]:
         "sqlalchemy": sqlalchemy.__version__,
         "sqlite": __import__("sqlite3").sqlite_version,
     }
+    # uvicorn picks these when installed ("auto"); a plain `pip install prismq-queue` has
+    # neither, and then serves with h11 and asyncio's own loop.
+    info["uvicorn_http"] = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    info["uvicorn_loop"] = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     if hasattr(os, "getloadavg"):
         info["loadavg_at_start"] = [round(v, 2) for v in os.getloadavg()]
     return info
@@ -384,7 +389,7 @@ def markdown(results: list[RunResult], env: dict[str, Any], started: str) -> str
     lines = [
         f"HTTP on loopback, SQLite (WAL), one `prismq-queue api` process (uvicorn), load from "
         f"a second process (asyncio keep-alive client). Run {started}; Python {env['python']}, "
-        f"{env['cpus']} CPUs"
+        f"{env['cpus']} CPUs, uvicorn with {env['uvicorn_http']} and {env['uvicorn_loop']}"
         + (
             f", load average {env['loadavg_at_start'][0]} at start"
             if "loadavg_at_start" in env

@@ -21,7 +21,11 @@ def test_percentiles_and_summary() -> None:
 def test_report_and_docs_section(tmp_path: Path) -> None:
     fast = summarise("get", "fixed-rate", [0.001] * 10, {"200": 10}, 0, 1.0, 200, None)
     slow = summarise("post", "saturation", [0.02] * 10, {"201": 10}, 0, 1.0, None, 16)
-    table = markdown([fast, slow], {"python": "3.11", "cpus": 2}, "2026-01-01 00:00 UTC")
+    table = markdown(
+        [fast, slow],
+        {"python": "3.11", "cpus": 2, "uvicorn_http": "h11", "uvicorn_loop": "asyncio"},
+        "2026-01-01 00:00 UTC",
+    )
     assert "| GET /api/queue/tasks/{id} | fixed 200 req/s, 1 s |" in table
     assert "saturation, 16 connections" in table
     assert "p99 < 5 ms: **met**" in table
