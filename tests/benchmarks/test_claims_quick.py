@@ -43,3 +43,17 @@ def test_claims_benchmark_quick(tmp_path: Path) -> None:
     assert "old" not in text
     assert text.endswith(f"{claims.MARK_END}\n\nafter\n")
     assert "### Aims (SQLite)" in text
+
+
+@pytest.mark.timeout(180)
+def test_fairness_benchmark_quick(tmp_path: Path) -> None:
+    from benchmarks import fairness
+
+    assert fairness.main(["--quick", "--out", str(tmp_path), "--silent"]) == 0
+    doc = json.loads((tmp_path / "fairness.json").read_text())
+    shares = doc["shares"]
+    assert shares["priority"]["1"] == 1.0  # priority 1 is always queued: nothing else runs
+    assert shares["fifo"] == {"1": 0.25, "10": 0.25, "100": 0.25, "1000": 0.25}
+    assert max(shares["lifo"].values()) == 1.0  # the last replenished priority takes all
+    assert shares["weighted_random"]["1"] > 0.8
+    assert "**Waiting under 110% load**" in (tmp_path / "fairness.md").read_text()
