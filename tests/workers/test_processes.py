@@ -26,7 +26,7 @@ def free_port() -> int:
 
 def test_burst_workers_drain_the_queue_once_each(workers: Workers, tasks: TaskRepository) -> None:
     created = tasks.enqueue_many(
-        [TaskCreate(type="t.record", payload={"n": i}) for i in range(200)]
+        [TaskCreate(type="t.record", payload={"n": i}) for i in range(120)]
     )
     first = workers.start("--burst", "--concurrency", "2")
     second = workers.start("--burst", "--concurrency", "2")
