@@ -104,6 +104,12 @@ def import_handler_modules(modules: tuple[str, ...]) -> None:
     default=None,
     help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.",
 )
+@click.option(
+    "--no-maintenance",
+    "no_maintenance",
+    is_flag=True,
+    help="Do not take part in scheduled maintenance (checkpoint, optimize, purge).",
+)
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True)
 @click.option(
     "--log-level",
@@ -124,6 +130,7 @@ def worker_command(
     shutdown_grace: float,
     task_timeout: float | None,
     metrics_port: int | None,
+    no_maintenance: bool,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -153,5 +160,6 @@ def worker_command(
         shutdown_grace=shutdown_grace,
         task_timeout=task_timeout,
         metrics_port=metrics_port,
+        maintenance=not no_maintenance,
     )
     Worker(config, registry=default_registry).run()

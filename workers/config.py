@@ -38,6 +38,9 @@ class WorkerConfig:
     """Seconds between recovery sweeps; default: SWEEP_INTERVAL_SECONDS, or the lease
     length when that is shorter (a lease cannot expire sooner)."""
     task_log_level: int = TASK_LOG_LEVEL_DEFAULT
+    maintenance: bool = True
+    """Take part in scheduled maintenance (checkpoint, optimize, purge; one runner per job
+    across all workers, elected in the database; see docs/operations.md)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strategy", SchedulingStrategy(self.strategy))

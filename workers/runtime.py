@@ -31,6 +31,7 @@ from queue_core.claim import ClaimedTask, Lease
 from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
 from queue_core.errors import DatabaseUnavailable, LeaseLost
+from queue_core.maintenance.scheduler import JOB_SWEEP, MaintenanceScheduler, default_jobs
 from queue_core.repositories import (
     LeaseRepository,
     RenewResult,
@@ -233,6 +234,7 @@ class Worker:
         self.leases = LeaseRepository(self.db, self._clock)
         self.workers = WorkerRepository(self.db, self._clock)
         self.task_log_repo = TaskLogRepository(self.db, self._clock)
+        self.maintenance = self._maintenance_scheduler()
         self.executor = HandlerExecutor(
             self.config.concurrency, result_limit_bytes=self.db.settings.payload_max_bytes
         )
@@ -364,6 +366,8 @@ class Worker:
                 if not self._draining and now >= next_sweep and self._backoff.ready():
                     self._sweep()
                     next_sweep = now + sweep_every
+                    if self.maintenance is not None:
+                        self.maintenance.run_due()  # never raises; cheap until a job is due
                 if not self._draining and self._backoff.ready():
                     wanted = config.concurrency - self._executing()
                     if wanted > 0:
@@ -807,7 +811,22 @@ class Worker:
         except Exception:  # noqa: BLE001 - retried on the next tick or outcome
             self._task_logs.put_back(entries)
 
-    # --- recovery ---
+    # --- recovery and maintenance ---
+
+    def _maintenance_scheduler(self) -> MaintenanceScheduler | None:
+        if not self.config.maintenance:
+            return None
+        # The run loop sweeps on its own, every few seconds; the scheduler adds the jobs that
+        # one worker at a time should run (checkpoint, optimize, purge).
+        jobs = [
+            job
+            for job in default_jobs(self.db, self.db.settings, self._clock)
+            if job.name != JOB_SWEEP
+        ]
+        scheduler = MaintenanceScheduler(
+            self.db, holder=self.worker_id, clock=self._clock, jobs=jobs
+        )
+        return scheduler if scheduler.enabled else None
 
     def _sweep(self) -> None:
         try:
