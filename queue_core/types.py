@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Dialect
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.dialects.sqlite import JSON as SQLITE_JSON
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -52,7 +53,19 @@ class UtcDateTime(TypeDecorator[datetime]):
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 """JSON text on SQLite (read with JSON1), ``jsonb`` on PostgreSQL (containment operators)."""
 
-JsonText = JSON()
+
+class _SqliteJsonText(SQLITE_JSON):
+    """SQLite JSON declared TEXT. A column declared ``JSON`` gets NUMERIC affinity, so SQLite
+    turns a stored document that is a bare number (a handler returning ``2.0``) into a number,
+    which the JSON decoder then cannot read; TEXT affinity keeps the exact text."""
+
+
+@compiles(_SqliteJsonText, "sqlite")
+def _json_text_sqlite(type_: _SqliteJsonText, compiler: Any, **kw: Any) -> str:
+    return "TEXT"
+
+
+JsonText = JSON().with_variant(_SqliteJsonText(), "sqlite")
 """JSON kept as the exact text it was written as, on both dialects (``json`` on PostgreSQL).
 
 For the user's own documents, which the queue hands back and never looks inside (payload,
