@@ -62,6 +62,7 @@ PG_POOL_SIZE = 5
 PG_MAX_OVERFLOW = 10
 PG_POOL_TIMEOUT_SECONDS = 30.0
 PG_NOTIFY_CHANNEL = "prismq_queue_new_task"
+PG_PING_AFTER_IDLE_SECONDS = 1.0  # the hot path checks a kept connection idle this long
 
 # --- API ---
 API_HOST_DEFAULT = "127.0.0.1"

@@ -13,14 +13,19 @@ task_logs row in the same transaction, and driver errors are translated as
 On SQLite the connection is kept: one per Database, shared by every LeaseRepository on it,
 behind a lock. Writes are serialised by the database anyway; queueing them in-process spares
 the busy handler's sleeps, and the pool's checkout and reset (~0.1 ms each way) are paid once.
-It is closed when the engine is disposed. On PostgreSQL, where a commit costs a network round
-trip and writes do run in parallel, each transaction checks a connection out of the pool and
-gives it back (``KEEP_CONNECTION`` in the dialect module).
+It is closed when the engine is disposed. On PostgreSQL, where writes do run in parallel,
+each transaction takes a connection of its own from a small stack of idle ones that the hot
+path keeps checked out of the pool (``KEEP_CONNECTION`` in the dialect module). Checking one
+out of SQLAlchemy's pool and back costs two round trips (the pre-ping and the reset), as much
+as the statement itself; a kept connection is pinged only after it sat idle for
+``PG_PING_AFTER_IDLE_SECONDS``, so a server restart still costs no failed call once the
+connection has been idle, while a busy producer pays one round trip per statement.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +39,7 @@ from queue_core.claim import postgresql as postgresql_sql
 from queue_core.claim import sqlite as sqlite_sql
 from queue_core.database import Database
 from queue_core.errors import DatabaseUnavailable, SchemaMissing
+from queue_core.settings import PG_PING_AFTER_IDLE_SECONDS
 
 DIALECT_SQL: dict[str, ModuleType] = {"sqlite": sqlite_sql, "postgresql": postgresql_sql}
 
@@ -78,6 +84,66 @@ def _kept_for(db: Database) -> _KeptConnection:
         return kept
 
 
+class _IdleConnections:
+    """Connections the hot path keeps checked out between transactions (PostgreSQL)."""
+
+    def __init__(self, db: Database) -> None:
+        self.lock = threading.Lock()
+        self.idle: list[tuple[Any, float]] = []  # (connection, when it was last given back)
+        size = getattr(db.engine.pool, "size", None)
+        self.limit = max(1, size()) if callable(size) else 1
+        self.ping = db.engine.dialect.do_ping
+        event.listen(db.engine, "engine_disposed", self._on_dispose)
+
+    def take(self, checkout: Any) -> Any:
+        while True:
+            with self.lock:
+                if not self.idle:
+                    break
+                connection, since = self.idle.pop()
+            if time.monotonic() - since < PG_PING_AFTER_IDLE_SECONDS or self._alive(connection):
+                return connection
+            connection.invalidate()  # dead: drop it and try the next
+        return checkout()
+
+    def _alive(self, connection: Any) -> bool:
+        try:
+            return bool(self.ping(connection.dbapi_connection))
+        except Exception:  # noqa: BLE001 - any failure means the connection is unusable
+            return False
+
+    def give(self, connection: Any) -> None:
+        if not connection.is_valid:
+            return
+        with self.lock:
+            if len(self.idle) < self.limit:
+                self.idle.append((connection, time.monotonic()))
+                return
+        _close_quietly(connection)
+
+    def _on_dispose(self, engine: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for connection, _ in idle:
+            _close_quietly(connection)
+
+
+_idle_by_database: weakref.WeakKeyDictionary[Database, _IdleConnections] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _idle_for(db: Database) -> _IdleConnections:
+    with _kept_lock:
+        idle = _idle_by_database.get(db)
+        if idle is None:
+            idle = _idle_by_database[db] = _IdleConnections(db)
+        return idle
+
+
 class RawWriter:
     """Write transactions on DBAPI connections of the engine; thread-safe. Cheap to create:
     every RawWriter of a Database shares its kept connection."""
@@ -87,6 +153,7 @@ class RawWriter:
         self.sql: ModuleType = DIALECT_SQL[db.dialect]
         self._insert_log_sql = self.sql.dbapi_sql(self.sql.INSERT_LOG_SQL)
         self._kept = _kept_for(db) if self.sql.KEEP_CONNECTION else None
+        self._idle = None if self.sql.KEEP_CONNECTION else _idle_for(db)
         self._dbapi_error: type[Exception] = db.engine.dialect.loaded_dbapi.Error
 
     @classmethod
@@ -116,13 +183,36 @@ class RawWriter:
                 finally:
                     kept.owner = None
         else:
-            connection = self._checkout()
+            assert self._idle is not None
+            connection = self._idle.take(self._checkout)
             try:
                 with self._on(connection) as cursor:
                     yield cursor
             finally:
-                if connection.is_valid:
-                    connection.close()
+                self._idle.give(connection)
+
+    @contextmanager
+    def statement(self) -> Iterator[Any]:
+        """A cursor whose statements are each their own transaction (autocommit): one round
+        trip for a statement that writes everything it must atomically (PostgreSQL, where
+        one statement can insert into several tables). Not for the kept SQLite connection."""
+        if self._idle is None:
+            raise NotImplementedError("single-statement transactions are for PostgreSQL")
+        connection = self._idle.take(self._checkout)
+        driver = connection.driver_connection
+        try:
+            try:
+                driver.autocommit = True
+                cursor = connection.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+                    driver.autocommit = False
+            except self._dbapi_error as exc:
+                raise self._translate(exc, None, connection) from exc
+        finally:
+            self._idle.give(connection)
 
     def _checkout(self) -> Any:
         try:
@@ -187,9 +277,11 @@ class RawWriter:
         return translated if isinstance(translated, Exception) else RuntimeError(str(error))
 
     def close(self) -> None:
-        """Close the Database's kept connection (the next transaction opens another)."""
+        """Close the Database's kept connections (the next transaction opens another)."""
         if self._kept is not None:
             self._kept.close()
+        if self._idle is not None:
+            self._idle.close()
 
 
 def _first_line(error: BaseException) -> str:

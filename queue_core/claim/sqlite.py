@@ -243,6 +243,11 @@ def insert_many(cursor: Any, statement: str, rows: Sequence[dict[str, Any]]) -> 
     return list(range(last - len(rows) + 1, last + 1))
 
 
+# SQLite has no data-modifying CTEs, and its transactions cost no round trips: enqueue runs
+# ENQUEUE_SQL and INSERT_LOG_SQL in one BEGIN IMMEDIATE transaction instead.
+ENQUEUE_LOGGED_SQL = None
+
+
 TASK_COLUMNS = """id, type, status, priority, attempts, max_attempts, payload, compatibility,
     idempotency_key, run_after_utc, created_at_utc, updated_at_utc, processing_started_utc,
     finished_at_utc, locked_by, lease_until_utc, cancel_requested, error_message, result,

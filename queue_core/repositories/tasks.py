@@ -85,6 +85,18 @@ class _NewRow:
         )
 
 
+def _enqueued_details(
+    task_type: str, priority: int, run_after: datetime, key: str | None, now: datetime
+) -> dict[str, Any]:
+    """The details of an "enqueued" log row (keys without a value are left out)."""
+    details: dict[str, Any] = {"event": "enqueued", "type": task_type, "priority": priority}
+    if run_after > now:
+        details["run_after_utc"] = run_after.isoformat()
+    if key is not None:
+        details["idempotency_key"] = key
+    return details
+
+
 class TaskRepository:
     """Enqueue, inspect, cancel and retry tasks. Returns detached pydantic objects."""
 
@@ -100,6 +112,9 @@ class TaskRepository:
         self._enqueue_sql = sql.dbapi_sql(sql.ENQUEUE_SQL)
         self._by_key_sql = sql.dbapi_sql(sql.TASK_BY_KEY_SQL)
         self._enqueue_many_sql = sql.dbapi_sql(sql.ENQUEUE_MANY_SQL)
+        self._enqueue_logged_sql = (
+            None if sql.ENQUEUE_LOGGED_SQL is None else sql.dbapi_sql(sql.ENQUEUE_LOGGED_SQL)
+        )
 
     # --- enqueue ---
 
@@ -110,6 +125,11 @@ class TaskRepository:
         spec = spec if spec is not None else TaskCreate(**fields)
         now = ensure_utc(self.clock())
         row = self._new_row(spec, now)
+        if self._enqueue_logged_sql is not None:
+            created = self._enqueue_in_one_statement(row, self._enqueue_logged_sql)
+            if created is not None:
+                return created
+            # The idempotency key exists: the transaction below reads it as a replay.
         with self._raw.transaction() as cursor:
             result = self._insert_one(cursor, row)
             if result.created:
@@ -156,6 +176,16 @@ class TaskRepository:
             "wr_weight": race_weight(spec.priority, self.rng) if due else None,
         }
         return _NewRow(spec, params, run_after, now, due)
+
+    def _enqueue_in_one_statement(self, row: _NewRow, statement: str) -> EnqueueResult | None:
+        details = _enqueued_details(
+            row.spec.type, row.spec.priority, row.run_after, row.spec.idempotency_key, row.now
+        )
+        params = {**row.params, "details": self._raw.sql.bind_json(details), "notify": row.due}
+        with self._raw.statement() as cursor:
+            cursor.execute(statement, params)
+            inserted = cursor.fetchone()
+        return None if inserted is None else EnqueueResult(row.task(inserted[0]), created=True)
 
     def _insert_one(self, cursor: Any, row: _NewRow) -> EnqueueResult:
         cursor.execute(self._enqueue_sql, row.params)
@@ -204,16 +234,11 @@ class TaskRepository:
 
     @staticmethod
     def _enqueued_log(task: Task, now: datetime) -> dict[str, Any]:
-        return log_entry(
-            task.task_id,
-            "enqueued",
-            now,
-            event="enqueued",
-            type=task.type,
-            priority=task.priority,
-            run_after_utc=task.run_after_utc.isoformat() if task.run_after_utc > now else None,
-            idempotency_key=task.idempotency_key,
+        entry = log_entry(task.task_id, "enqueued", now)
+        entry["details"] = _enqueued_details(
+            task.type, task.priority, task.run_after_utc, task.idempotency_key, now
         )
+        return entry
 
     # --- inspect ---
 
