@@ -360,9 +360,13 @@ class Worker:
                 self._give_back_running()
             wanted = found = 0
             claimed_ok = False
+            completions: list[Attempt] = []
             if self._backoff.ready():
                 if self._pending:
-                    self._record()
+                    # Successes wait for the claim below when one follows: one transaction
+                    # records them and claims again (LeaseRepository.complete_and_claim).
+                    will_claim = not self._draining and self._executing() < config.concurrency
+                    completions = self._record(defer_completions=will_claim)
                 if not self._draining and now >= next_sweep and self._backoff.ready():
                     self._sweep()
                     next_sweep = now + sweep_every
@@ -371,9 +375,12 @@ class Worker:
                 if not self._draining and self._backoff.ready():
                     wanted = config.concurrency - self._executing()
                     if wanted > 0:
-                        claimed = self._claim(wanted)
+                        claimed = self._claim(wanted, completions)
+                        completions = []
                         if claimed is not None:
                             claimed_ok, found = True, claimed
+            if completions:  # no claim followed (the sweep hit a database error): later
+                self._put_back(completions)
             if self._draining:
                 if not self._executing() and not self._pending:
                     return
@@ -489,23 +496,35 @@ class Worker:
 
     # --- claiming and starting ---
 
-    def _claim(self, wanted: int) -> int | None:
+    def _claim(self, wanted: int, completions: Sequence[Attempt] = ()) -> int | None:
+        """Claim up to ``wanted`` tasks, recording ``completions`` in the same transaction."""
         config = self.config
         started = time.perf_counter()
+        options: dict[str, Any] = {
+            "capabilities": config.capabilities,
+            "limit": wanted,
+            "lease_seconds": config.lease_seconds,
+            "strategy": config.strategy,
+        }
         try:
-            tasks = self.leases.claim(
-                self.worker_id,
-                self.types,
-                capabilities=config.capabilities,
-                limit=wanted,
-                lease_seconds=config.lease_seconds,
-                strategy=config.strategy,
-            )
+            if completions:
+                lost, tasks = self.leases.complete_and_claim(
+                    [(a.lease, a.outcome.result if a.outcome else None) for a in completions],
+                    self.worker_id,
+                    self.types,
+                    **options,
+                )
+            else:
+                tasks = self.leases.claim(self.worker_id, self.types, **options)
         except Exception as exc:  # noqa: BLE001
             self._db_failed("claim", exc)
+            if completions:  # recorded on their own next time (the back-off is failing now)
+                self._put_back(list(completions))
             return None
         self.metrics.claim_seconds.observe(time.perf_counter() - started)
         self._db_ok()
+        if completions:
+            self._completed(completions, set(lost))
         for task in tasks:
             self._start(task)
         return len(tasks)
@@ -645,7 +664,9 @@ class Worker:
 
     # --- recording outcomes ---
 
-    def _record(self) -> None:
+    def _record(self, *, defer_completions: bool = False) -> list[Attempt]:
+        """Record pending outcomes. With ``defer_completions`` (and the database healthy),
+        successes are returned unrecorded for the caller to record with its claim."""
         batch, self._pending = self._pending, []
         completes: list[Attempt] = []
         others: list[Attempt] = []
@@ -664,11 +685,14 @@ class Worker:
         for attempt in lost:
             self._discard_lost(attempt)
         if not completes and not others:
-            return
+            return []
         waiting: list[Attempt] = []
+        deferred: list[Attempt] = []
         if not self._flush_task_logs():
             waiting = completes + others
             completes, others = [], []
+        if completes and defer_completions and not self._backoff.failing:
+            deferred, completes = completes, []
         if completes:
             waiting += self._record_completions(completes)
         for attempt in others:
@@ -678,10 +702,15 @@ class Worker:
             if not self._record_one(attempt):
                 waiting.append(attempt)
         if waiting:
-            with self._lock:
-                for attempt in waiting:
-                    attempt.recording = False
-            self._pending = waiting + self._pending
+            self._put_back(waiting)
+        return deferred
+
+    def _put_back(self, attempts: list[Attempt]) -> None:
+        """Outcomes not recorded yet: pending again, and their leases renewed meanwhile."""
+        with self._lock:
+            for attempt in attempts:
+                attempt.recording = False
+        self._pending = attempts + self._pending
 
     def _record_completions(self, attempts: list[Attempt]) -> list[Attempt]:
         try:
@@ -694,6 +723,10 @@ class Worker:
             self._db_failed("complete", exc)
             return attempts
         self._db_ok()
+        self._completed(attempts, lost)
+        return []
+
+    def _completed(self, attempts: Sequence[Attempt], lost: set[int]) -> None:
         for attempt in attempts:
             if attempt.task_id in lost:
                 self._discard_lost(attempt)
@@ -701,7 +734,6 @@ class Worker:
             self.metrics.completed.labels(attempt.task.type).inc()
             attempt.log.debug("task completed")
             self._forget(attempt)
-        return []
 
     def _record_one(self, attempt: Attempt) -> bool:
         """Record a non-success outcome; False when the database must be retried."""
