@@ -219,6 +219,10 @@ class RawWriter:
             return self.db.engine.raw_connection()
         except DBAPIError as exc:
             raise self._translate(exc.orig or exc, exc, None) from exc
+        except self._dbapi_error as exc:
+            # The pool re-raises a failed connect as the driver's own error, unwrapped
+            # (e.g. "connection refused" while PostgreSQL restarts).
+            raise self._translate(exc, None, None) from exc
 
     @contextmanager
     def _on(self, connection: Any) -> Iterator[Any]:
