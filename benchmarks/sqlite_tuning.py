@@ -478,9 +478,16 @@ def prepare_engine_drain(args: Json) -> Runner:
         return isinstance(exc, DatabaseUnavailable) or db.backend.is_unavailable(exc)
 
     max_cycles = args.get("max_cycles") or sys.maxsize
-    with db.read() as conn:  # open the connections before the clock starts
-        conn.execute(text("SELECT 1"))
-    leases.claim(worker_id, ["tuning.warm-up.matches-nothing"])  # the hot path's connection
+
+    def open_connection() -> None:
+        with db.read() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # Open the connections before the clock starts (with busy_timeout=0 even that can fail).
+    _retry(open_connection, Counter(), "warm-up", busy)
+    # The hot path's own connection too; the other processes are warming up at the same time.
+    warm_up = partial(leases.claim, worker_id, ["tuning.warm-up.matches-nothing"])
+    _retry(warm_up, Counter(), "warm-up", busy)
     waits.durations.clear()
     waits.holds.clear()
 
