@@ -112,6 +112,7 @@ class TaskRepository:
         self._enqueue_sql = sql.dbapi_sql(sql.ENQUEUE_SQL)
         self._by_key_sql = sql.dbapi_sql(sql.TASK_BY_KEY_SQL)
         self._enqueue_many_sql = sql.dbapi_sql(sql.ENQUEUE_MANY_SQL)
+        self._raw_insert_log_sql = sql.dbapi_sql(sql.INSERT_LOG_SQL)
         self._enqueue_logged_sql = (
             None if sql.ENQUEUE_LOGGED_SQL is None else sql.dbapi_sql(sql.ENQUEUE_LOGGED_SQL)
         )
@@ -143,7 +144,8 @@ class TaskRepository:
         if not specs:
             return []
         now = ensure_utc(self.clock())
-        rows = [self._new_row(spec, now) for spec in specs]
+        bound_now = self._raw.sql.bind_time(now)  # one conversion for the whole batch
+        rows = [self._new_row(spec, now, bound_now) for spec in specs]
         with self._raw.transaction() as cursor:
             if any(spec.idempotency_key for spec in specs):
                 results = [self._insert_one(cursor, row) for row in rows]
@@ -151,14 +153,16 @@ class TaskRepository:
                 created = [r.task for r in results if r.created]
             else:
                 tasks = created = self._insert_batch(cursor, rows)
-            self._raw.insert_logs(cursor, [self._enqueued_log(t, now) for t in created])
+            self._insert_enqueued_logs(cursor, created, now, bound_now)
             if any(row.due for row in rows):
                 self.db.backend.notify_new_tasks_raw(cursor)
         return tasks
 
-    def _new_row(self, spec: TaskCreate, now: datetime) -> _NewRow:
+    def _new_row(self, spec: TaskCreate, now: datetime, bound_now: Any = None) -> _NewRow:
         settings = self.db.settings
         sql = self._raw.sql
+        if bound_now is None:
+            bound_now = sql.bind_time(now)
         payload = encode_document("payload", spec.payload, settings)
         compatibility = encode_document("compatibility", spec.compatibility, settings)
         run_after = spec.run_after_utc or now
@@ -169,13 +173,35 @@ class TaskRepository:
             "payload": payload,
             "compatibility": compatibility,
             "max_attempts": spec.max_attempts,
-            "run_after_utc": sql.bind_time(run_after),
+            "run_after_utc": bound_now if run_after is now else sql.bind_time(run_after),
             "idempotency_key": spec.idempotency_key,
-            "now": sql.bind_time(now),
+            "now": bound_now,
             "timeout_seconds": spec.timeout_seconds,
             "wr_weight": race_weight(spec.priority, self.rng) if due else None,
         }
         return _NewRow(spec, params, run_after, now, due)
+
+    def _insert_enqueued_logs(
+        self, cursor: Any, tasks: builtins.list[Task], now: datetime, bound_now: Any
+    ) -> None:
+        """The "enqueued" rows of a batch, built straight as DBAPI rows (one time conversion
+        for the batch; the rows are what ``_enqueued_log`` describes)."""
+        if not tasks:
+            return
+        bind_json = self._raw.sql.bind_json
+        rows = [
+            {
+                "task_id": t.task_id,
+                "at_utc": bound_now,
+                "level": "INFO",
+                "message": "enqueued",
+                "details": bind_json(
+                    _enqueued_details(t.type, t.priority, t.run_after_utc, t.idempotency_key, now)
+                ),
+            }
+            for t in tasks
+        ]
+        cursor.executemany(self._raw_insert_log_sql, rows)
 
     def _enqueue_in_one_statement(self, row: _NewRow, statement: str) -> EnqueueResult | None:
         details = _enqueued_details(
