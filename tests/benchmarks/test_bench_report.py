@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +150,28 @@ def test_missing_peer_libraries_are_reported_not_run() -> None:
     )
     assert systems == ["raw_sqlite3"]
     assert notes == []
+
+
+def test_documented_schema_floor_command_runs() -> None:
+    """The schema-floor example of docs/benchmarks.md, at a tiny size."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "benchmarks.md").read_text()
+    block = re.search(
+        r"<!-- schema-floor-example -->\s*```bash\n(.+?)\n```\s*<!-- /schema-floor-example -->",
+        text,
+        re.S,
+    )
+    assert block
+    argv = shlex.split(block.group(1))
+    assert argv[:3] == ["python", "-m", "benchmarks.schema_floor"]
+    proc = subprocess.run(
+        [sys.executable, *argv[1:3], "--rows", "300", "--reps", "1"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    names = [line.split("|")[1].strip() for line in rows[1:]]
+    assert names == ["raw", "wide", "wide+checks", "wide+indexes", "prismq", "prismq+log"]
