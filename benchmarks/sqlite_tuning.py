@@ -1514,7 +1514,7 @@ def plot(result: Json, img_dir: Path) -> list[Path]:
         ):
             values = [row["metrics"][key]["median"] for row in rows]
             ax.bar(range(len(rows)), values, yerr=_errors(rows, key), capsize=3)
-            ax.set_xticks(range(len(rows)), labels, fontsize=7)
+            ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=25, ha="right")
             ax.set_title(title)
         fig.suptitle(f"cache_size / mmap_size on a large backlog ({stamp})", fontsize=9)
         save(fig, "cache_mmap")
@@ -1537,7 +1537,8 @@ def plot(result: Json, img_dir: Path) -> list[Path]:
             _, per_1000 = _series(exp, "busy_errors_per_1000", _by("procs", procs))
             axes[1].plot(labels, per_1000, marker="o", label=f"{procs} processes")
         axes[0].set_title("tasks/s")
-        axes[1].set_title("SQLITE_BUSY surfaced per 1000 tasks")
+        axes[1].set_title("SQLITE_BUSY surfaced per 1000 tasks (symlog)")
+        axes[1].set_yscale("symlog", linthresh=1)
         for ax in axes:
             ax.set_xlabel("busy_timeout (ms)")
             ax.legend()
@@ -1561,7 +1562,8 @@ def plot(result: Json, img_dir: Path) -> list[Path]:
             _, per_1000 = _series(exp, "busy_errors_per_1000", _by("mode", mode))
             axes[1].plot(procs, per_1000, marker="o", label=f"BEGIN {mode}")
         axes[0].set_title("tasks/s (read-then-write claim + complete)")
-        axes[1].set_title("SQLITE_BUSY per 1000 claims (busy_timeout 5 s)")
+        axes[1].set_title("SQLITE_BUSY per 1000 claims (busy_timeout 5 s, symlog)")
+        axes[1].set_yscale("symlog", linthresh=1)
         for ax in axes:
             _process_axis(ax, procs)
             ax.legend()
