@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request, Security
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Request, Response, Security
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.deps import DatabaseDep
 from api.examples import json_example
 from api.models import Health, HealthUnavailable
+from api.responses import json_model
 from api.security import UNAUTHORIZED_DETAIL, bearer_scheme
 from queue_core.errors import QueueError
 
@@ -41,17 +42,15 @@ METRICS_EXAMPLE = (
         },
     },
 )
-def health(db: DatabaseDep) -> Health | JSONResponse:
+def health(db: DatabaseDep) -> Response:
     """Never needs an API key, so load balancers and orchestrators can probe it."""
     try:
         with db.read() as conn:
             conn.execute(text("SELECT 1"))
     except (QueueError, SQLAlchemyError) as exc:
         logger.warning("health check failed: %s", exc)
-        return JSONResponse(
-            HealthUnavailable(detail="database unavailable").model_dump(), status_code=503
-        )
-    return Health()
+        return json_model(HealthUnavailable(detail="database unavailable"), 503)
+    return json_model(Health())
 
 
 @router.get(

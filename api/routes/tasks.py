@@ -18,6 +18,7 @@ from api.examples import (
 )
 from api.limits import LimitedJSONRoute
 from api.models import TaskBatch, TaskBatchCreate
+from api.responses import json_model
 from api.security import bearer_scheme
 from queue_core.schemas import Task, TaskCreate, TaskLog
 from queue_core.settings import (
@@ -74,6 +75,7 @@ ENQUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/tasks",
     status_code=201,
+    response_model=Task,
     summary="Enqueue a task",
     response_description="The new task.",
     responses=ENQUEUE_RESPONSES,
@@ -81,22 +83,22 @@ ENQUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/enqueue",
     status_code=201,
+    response_model=Task,
     summary="Enqueue a task (alias of POST /api/queue/tasks)",
     response_description="The new task.",
     responses=ENQUEUE_RESPONSES,
 )
-def enqueue_task(spec: TaskCreate, response: Response, tasks: Tasks) -> Task:
+def enqueue_task(spec: TaskCreate, tasks: Tasks) -> Response:
     """Enqueue one task. With an `idempotency_key`, a replay with the same type and payload
     answers 200 with the task created the first time; another type or payload answers 409."""
     result = tasks.enqueue(spec)
-    if not result.created:
-        response.status_code = 200
-    return result.task
+    return json_model(result.task, 201 if result.created else 200)
 
 
 @router.post(
     "/tasks/batch",
     status_code=201,
+    response_model=TaskBatch,
     summary="Enqueue up to 1,000 tasks at once",
     response_description="The tasks, in the order they were sent.",
     responses={
@@ -110,13 +112,14 @@ def enqueue_task(spec: TaskCreate, response: Response, tasks: Tasks) -> Task:
         ),
     },
 )
-def enqueue_batch(batch: TaskBatchCreate, tasks: Tasks) -> TaskBatch:
+def enqueue_batch(batch: TaskBatchCreate, tasks: Tasks) -> Response:
     """All or nothing: on any error no task of the batch is enqueued."""
-    return TaskBatch(tasks=tasks.enqueue_many(batch.tasks))
+    return json_model(TaskBatch(tasks=tasks.enqueue_many(batch.tasks)), 201)
 
 
 @router.get(
     "/tasks",
+    response_model=list[Task],
     summary="List tasks, newest first",
     responses={200: {"content": json_example([TASK_EXAMPLE])}},
 )
@@ -145,23 +148,25 @@ def list_tasks(
             "get the next page."
         ),
     ] = None,
-) -> list[Task]:
+) -> Response:
     """Every filter is optional, and an empty one (`?status=&type=`) counts as absent, as
     existing clients send it."""
-    return tasks.list(status=status, type=type, limit=limit, before_id=before_id)
+    return json_model(tasks.list(status=status, type=type, limit=limit, before_id=before_id))
 
 
 @router.get(
     "/tasks/{task_id}",
+    response_model=Task,
     summary="Get a task",
     responses={200: {"content": json_example(TASK_EXAMPLE)}, **error_responses(404)},
 )
-def get_task(task_id: TaskId, tasks: Tasks) -> Task:
-    return tasks.get(task_id)
+def get_task(task_id: TaskId, tasks: Tasks) -> Response:
+    return json_model(tasks.get(task_id))
 
 
 @router.post(
     "/tasks/{task_id}/cancel",
+    response_model=Task,
     summary="Cancel a task",
     response_description="The task was queued and is now cancelled.",
     responses={
@@ -180,15 +185,14 @@ def get_task(task_id: TaskId, tasks: Tasks) -> Task:
         ),
     },
 )
-def cancel_task(task_id: TaskId, response: Response, tasks: Tasks) -> Task:
+def cancel_task(task_id: TaskId, tasks: Tasks) -> Response:
     result = tasks.cancel(task_id)
-    if not result.immediate:
-        response.status_code = 202
-    return result.task
+    return json_model(result.task, 200 if result.immediate else 202)
 
 
 @router.post(
     "/tasks/{task_id}/retry",
+    response_model=Task,
     summary="Re-queue a failed or cancelled task",
     response_description="The task, queued again with a fresh set of attempts.",
     responses={
@@ -196,15 +200,16 @@ def cancel_task(task_id: TaskId, response: Response, tasks: Tasks) -> Task:
         **error_responses(404, 409, d409="The task is neither failed nor cancelled."),
     },
 )
-def retry_task(task_id: TaskId, tasks: Tasks) -> Task:
-    return tasks.retry(task_id)
+def retry_task(task_id: TaskId, tasks: Tasks) -> Response:
+    return json_model(tasks.retry(task_id))
 
 
 @router.get(
     "/tasks/{task_id}/logs",
+    response_model=list[TaskLog],
     summary="A task's history",
     response_description="Every recorded event of the task, oldest first.",
     responses={200: {"content": json_example([TASK_LOG_EXAMPLE])}, **error_responses(404)},
 )
-def task_logs(task_id: TaskId, tasks: Tasks) -> list[TaskLog]:
-    return tasks.logs(task_id)
+def task_logs(task_id: TaskId, tasks: Tasks) -> Response:
+    return json_model(tasks.logs(task_id))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Security
+from fastapi import APIRouter, Response, Security
 
 from api.deps import Workers
 from api.errors import error_responses
 from api.examples import WORKER_EXAMPLE, json_example
+from api.responses import json_model
 from api.security import bearer_scheme
 from queue_core.schemas import WorkerInfo
 
@@ -20,10 +21,11 @@ router = APIRouter(
 
 @router.get(
     "/workers",
+    response_model=list[WorkerInfo],
     summary="Registered workers",
     responses={200: {"content": json_example([WORKER_EXAMPLE])}},
 )
-def list_workers(workers: Workers) -> list[WorkerInfo]:
+def list_workers(workers: Workers) -> Response:
     """Every worker that registered, most recent heartbeat first. `status` is `active` while
     its heartbeats arrive, `stale` once they stop or the worker exits."""
-    return workers.list()
+    return json_model(workers.list())
