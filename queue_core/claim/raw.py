@@ -24,6 +24,7 @@ connection has been idle, while a busy producer pays one round trip per statemen
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
@@ -51,6 +52,14 @@ def _close_quietly(connection: Any) -> None:
         return
 
 
+def _close_for_good(connection: Any) -> None:
+    """Close the DBAPI connection itself. Given back to a pool the engine has disposed of, it
+    would stay open until garbage collection (on SQLite, with its WAL not checkpointed)."""
+    with contextlib.suppress(Exception):  # an invalidated connection may refuse; close anyway
+        connection.detach()
+    _close_quietly(connection)
+
+
 class _KeptConnection:
     """The one connection a Database keeps for the hot path (SQLite), and its lock."""
 
@@ -66,7 +75,7 @@ class _KeptConnection:
     def close(self) -> None:
         with self.lock:
             if self.connection is not None:
-                _close_quietly(self.connection)
+                _close_for_good(self.connection)
                 self.connection = None
 
 
@@ -128,7 +137,7 @@ class _IdleConnections:
         with self.lock:
             idle, self.idle = self.idle, []
         for connection, _ in idle:
-            _close_quietly(connection)
+            _close_for_good(connection)
 
 
 _idle_by_database: weakref.WeakKeyDictionary[Database, _IdleConnections] = (
