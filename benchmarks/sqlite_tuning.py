@@ -1726,16 +1726,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"unknown experiments: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    scratch = tempfile.mkdtemp(prefix="prismq-sqlite-tuning-")
+    scratch = Path(tempfile.mkdtemp(prefix="prismq-sqlite-tuning-"))
     if args.out:
         out_dir = args.out
     elif args.quick:
-        out_dir = Path(scratch) / "results"
+        out_dir = scratch / "results"
     else:
         out_dir = RESULTS_DIR
     img_dir = None if args.no_plots else (args.img or (out_dir if args.quick else IMG_DIR))
-    workdir = args.workdir or Path(scratch) / "db"
-    workdir.mkdir(parents=True, exist_ok=True)
+    # Database files go in a directory of our own, removed afterwards (inside --workdir if given).
+    base = args.workdir or scratch
+    base.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="db-", dir=base))
     try:
         gate = QuietGate(
             threshold=args.quiet_gate,
@@ -1745,6 +1747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_study(plan, args.quick, only, workdir, gate)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if out_dir != scratch / "results":
+            shutil.rmtree(scratch, ignore_errors=True)
     for path in write_outputs(result, out_dir, img_dir):
         print(path)
     return 0
