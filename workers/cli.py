@@ -18,7 +18,7 @@ from queue_core.settings import (
 from queue_core.states import STRATEGY_DEFAULT, SchedulingStrategy
 from workers.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from workers.registry import default_registry
-from workers.runtime import Worker, WorkerConfig
+from workers.runtime import Worker, WorkerConfig, new_worker_id
 
 
 def import_handler_modules(modules: tuple[str, ...]) -> None:
@@ -147,7 +147,8 @@ def worker_command(
         raise click.UsageError(
             f"no task handlers registered by {', '.join(imports)}: decorate them with @task"
         )
-    configure_logging(log_format, log_level)
+    worker_id = worker_id or new_worker_id()
+    configure_logging(log_format, log_level, worker_id=worker_id)
     config = WorkerConfig(
         database_url=database_url,
         concurrency=concurrency,

@@ -35,13 +35,33 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class WorkerIdFilter(logging.Filter):
+    """Gives every record of the process the worker's id, also records from loggers outside
+    the runtime's adapters (maintenance, the database backends)."""
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__()
+        self.worker_id = worker_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "worker_id", None) is None:
+            record.worker_id = self.worker_id
+        return True
+
+
 def configure_logging(
-    log_format: str = "text", level: str = "INFO", stream: TextIO | None = None
+    log_format: str = "text",
+    level: str = "INFO",
+    stream: TextIO | None = None,
+    *,
+    worker_id: str | None = None,
 ) -> logging.Handler:
     """Replace the root logger's handlers with one that writes to stderr in ``log_format``."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    if worker_id is not None:
+        handler.addFilter(WorkerIdFilter(worker_id))  # before ContextFilter renders it
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
