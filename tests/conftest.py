@@ -80,7 +80,12 @@ def _reset_postgres(url: str) -> None:
     db = Database(url)
     try:
         with db.engine.begin() as conn:
-            conn.execute(text("TRUNCATE task_logs, task_queue, workers RESTART IDENTITY CASCADE"))
+            conn.execute(
+                text(
+                    "TRUNCATE task_logs, task_queue, workers, maintenance_leases "
+                    "RESTART IDENTITY CASCADE"
+                )
+            )
             conn.execute(text("UPDATE task_queue_clock SET vtime = 0"))
     finally:
         db.dispose()
