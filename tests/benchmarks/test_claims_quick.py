@@ -40,7 +40,7 @@ def test_claims_benchmark_quick(tmp_path: Path) -> None:
     assert "| claim p99 < 5 ms" in section
     claims.update_docs(section, docs)
     text = docs.read_text()
-    assert "old" not in text
+    assert "\nold\n" not in text  # the placeholder line is replaced
     assert text.endswith(f"{claims.MARK_END}\n\nafter\n")
     assert "### Aims (SQLite)" in text
 
