@@ -64,8 +64,14 @@ def test_eight_processes_complete_each_task_exactly_once(db: Database, db_url: s
         )
     ctx = multiprocessing.get_context("spawn")
     args = [(db_url, f"proc-{n}", STRATEGIES[n % len(STRATEGIES)]) for n in range(PROCESSES)]
-    with ctx.Pool(PROCESSES) as pool:
+    # close() + join(), not the context manager's terminate(): a SIGTERM landing in a child
+    # while it writes its coverage data can leave join() waiting forever.
+    pool = ctx.Pool(PROCESSES)
+    try:
         results = pool.starmap(claim_and_complete, args)
+    finally:
+        pool.close()
+        pool.join()
 
     errors = [error for _, error in results if error]
     assert not errors
