@@ -3,9 +3,9 @@
 ``python -m benchmarks.schema_floor [--rows N] [--reps R]`` runs plain ``sqlite3`` on:
 
 * ``raw``: the raw loop's table (5 columns, one partial index);
-* ``wide``: prismq-queue's 18 task columns, one partial index, no CHECK constraints;
+* ``wide``: prismq-queue's 23 task columns, one partial index, no CHECK constraints;
 * ``wide+checks``: the same with prismq-queue's CHECK constraints;
-* ``wide+indexes``: the same 18 columns with the claim strategies' indexes, no CHECKs;
+* ``wide+indexes``: the same 23 columns with the claim strategies' 4 indexes, no CHECKs;
 * ``prismq``: a database migrated by ``queue_core.migrate`` (the real schema);
 * ``prismq+log``: the same, each enqueue also writing its ``enqueued`` task_logs row.
 
