@@ -6,6 +6,8 @@ the operator's queries, the dashboard views and the purge.
 
 from __future__ import annotations
 
+import sqlite3
+
 from queue_core.database import Database
 from queue_core.maintenance._common import autocommit, is_sqlite, quoted_tables, raw_sqlite
 
@@ -14,8 +16,7 @@ def analyze(db: Database) -> str:
     """Gather statistics for every queue table. Returns a one-line summary."""
     if is_sqlite(db):
         with raw_sqlite(db) as conn:
-            conn.execute("ANALYZE")
-            conn.execute("PRAGMA optimize")
+            _in_write_transaction(conn, "ANALYZE", "PRAGMA optimize")
         return "analyze: ANALYZE and PRAGMA optimize done"
     with autocommit(db) as conn:
         conn.exec_driver_sql(f"ANALYZE {quoted_tables()}")
@@ -30,5 +31,15 @@ def optimize(db: Database) -> str:
     if not is_sqlite(db):
         return "optimize: nothing to do on PostgreSQL (autovacuum analyses)"
     with raw_sqlite(db) as conn:
-        conn.execute("PRAGMA optimize")
+        _in_write_transaction(conn, "PRAGMA optimize")
     return "optimize: PRAGMA optimize done"
+
+
+def _in_write_transaction(conn: sqlite3.Connection, *statements: str) -> None:
+    # ANALYZE reads the tables, then writes sqlite_stat1. Run as a deferred transaction it
+    # fails with SQLITE_BUSY at once, whatever busy_timeout says, when another process
+    # commits in between (seen with four workers starting together): take the lock first.
+    conn.execute("BEGIN IMMEDIATE")
+    for statement in statements:
+        conn.execute(statement)
+    conn.execute("COMMIT")
