@@ -7,6 +7,7 @@ stack while it is being read or parsed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,8 +18,8 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import validation_problem
-from queue_core.repositories._common import json_depth
 from queue_core.settings import QueueSettings
+from queue_core.validation import has_long_digit_run, json_depth
 
 # Room for the fields around a payload (type, compatibility, keys) in a one-task body.
 ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
@@ -133,7 +134,12 @@ class LimitedJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             # orjson.JSONDecodeError subclasses json.JSONDecodeError: FastAPI answers it with 422.
-            value = orjson.loads(await self.body())
+            body = await self.body()
+            value = orjson.loads(body)
+            if has_long_digit_run(body):
+                # orjson reads an integer past 64 bits as a float: the value would change
+                # silently. The standard parser keeps it exact, so the core refuses it (422).
+                value = json.loads(body)
             settings: QueueSettings = self.app.state.settings
             limit = body_depth_limit(settings)
             if json_depth(value, limit) > limit:

@@ -1,6 +1,6 @@
 """The Python API for backend developers: one repository per concern."""
 
-from queue_core.repositories._common import InvalidPayload, PayloadTooLarge, log_entry
+from queue_core.repositories._common import log_entry
 from queue_core.repositories.leases import (
     FailOutcome,
     LeaseRepository,
@@ -11,6 +11,7 @@ from queue_core.repositories.leases import (
 from queue_core.repositories.logs import TaskLogRepository
 from queue_core.repositories.tasks import CancelResult, EnqueueResult, TaskRepository
 from queue_core.repositories.workers import WorkerRepository, default_worker_id, sweep
+from queue_core.validation import InvalidPayload, PayloadTooLarge
 
 __all__ = [
     "CancelResult",

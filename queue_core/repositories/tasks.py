@@ -22,8 +22,6 @@ from queue_core.repositories._common import (
     LOGS,
     TASKS,
     WORKERS,
-    encode_document,
-    json_equal,
     log_entry,
     log_from_row,
     task_from_row,
@@ -32,6 +30,7 @@ from queue_core.repositories._common import (
 from queue_core.schemas import QueueStats, Task, TaskCreate, TaskLog
 from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from queue_core.states import RETRYABLE_STATES, TaskStatus
+from queue_core.validation import encode_document, json_equal
 
 
 @dataclass(frozen=True)
