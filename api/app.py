@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.docs import install_docs
+from api.docs import OPENAPI_PATH, install_docs
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import RequestMetricsMiddleware, new_registry
@@ -27,8 +27,8 @@ A persistent task queue. Producers enqueue tasks; workers claim them under a lea
 and record the outcome.
 
 Every error body is JSON with a `detail` field: a string, or for 422 a list of problems.
-When `PRISMQ_QUEUE_API_KEYS` is set, every path but `/health` needs
-`Authorization: Bearer <key>`.
+When `PRISMQ_QUEUE_API_KEYS` is set, every path but `/health`, `/docs` (with its assets) and
+`/openapi.json` needs `Authorization: Bearer <key>`: use "Authorize" on this page.
 """
 
 
@@ -58,6 +58,7 @@ def create_app(
         version=_version(),
         docs_url=None,  # served by install_docs from local assets
         redoc_url=None,  # ReDoc would need a CDN
+        openapi_url=OPENAPI_PATH,
         lifespan=lifespan,
     )
     task_repository = TaskRepository(db)

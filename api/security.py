@@ -1,4 +1,6 @@
-"""Bearer API keys (CONTRACT §8): when keys are configured, every path but /health needs one."""
+"""Bearer API keys (CONTRACT §8): when keys are configured, every path needs one but /health and
+the interactive docs (/docs, its static assets and /openapi.json), so that a person can open
+the docs and use Swagger's "Authorize" button; every data route stays protected."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import orjson
 from fastapi.security import HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-PUBLIC_PATHS = frozenset({"/health"})
+from api.docs import DOCS_PUBLIC_PATHS
+
+PUBLIC_PATHS = frozenset({"/health"}) | DOCS_PUBLIC_PATHS
 UNAUTHORIZED_DETAIL = "missing or invalid API key"
 
 # Declares the scheme in the OpenAPI document (and the "Authorize" button in /docs). It never

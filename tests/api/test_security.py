@@ -21,10 +21,19 @@ PROTECTED = [
     ("GET", "/api/queue/stats"),
     ("GET", "/api/queue/workers"),
     ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/docs"),
-    ("GET", "/static/swagger-ui.css"),
+    ("GET", "/static/README.md"),
+    ("GET", "/static/swagger-ui-LICENSE.txt"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/openapi.json/x"),
     ("GET", "/no/such/path"),
+]
+# CONTRACT §8: the docs page, what it loads before a key is typed in, and the document.
+PUBLIC_DOCS = [
+    "/docs",
+    "/openapi.json",
+    "/static/swagger-ui-bundle.js",
+    "/static/swagger-ui.css",
+    "/static/favicon-32x32.png",
 ]
 
 
@@ -66,6 +75,29 @@ def test_each_configured_key_works(keyed: TestClient) -> None:
 
 def test_health_is_open(keyed: TestClient) -> None:
     assert keyed.get("/health").json() == {"status": "ok"}
+
+
+def test_docs_page_assets_and_document_are_open(keyed: TestClient) -> None:
+    for path in PUBLIC_DOCS:
+        assert keyed.get(path).status_code == 200, path
+    page = keyed.get("/docs").text
+    for path in PUBLIC_DOCS[1:]:
+        assert path in page, f"/docs no longer loads {path}: update PUBLIC_DOCS"
+
+
+def test_swagger_authorize_sends_a_key_every_data_route_declares(keyed: TestClient) -> None:
+    """What Swagger's Authorize needs: a bearer scheme, required by every data operation."""
+    document = keyed.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    (name,) = [n for n, scheme in schemes.items() if scheme.get("scheme") == "bearer"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path == "/health":
+                continue
+            assert {name: []} in operation.get("security", []), f"{method.upper()} {path}"
+    # And what it then sends is accepted.
+    response = keyed.get("/api/queue/stats", headers={"Authorization": "Bearer second-key"})
+    assert response.status_code == 200
 
 
 def test_without_keys_nothing_is_protected(client: TestClient) -> None:
