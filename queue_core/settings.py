@@ -95,6 +95,7 @@ RETENTION_DAYS_DEFAULT = 7.0  # completed and cancelled tasks; failed ones are t
 LOG_RETENTION_DAYS_DEFAULT = 30.0
 PURGE_BATCH_SIZE = 500  # rows per short write transaction
 BACKUP_PAGES_PER_STEP = 256  # 1 MiB of 4 KiB pages between progress reports
+COPY_BATCH_SIZE = 2000  # `db copy`: rows per read and per target write transaction
 
 WINDOWS_DEFAULT_DB = Path(r"C:\Data\PrismQ\queue\queue.db")
 

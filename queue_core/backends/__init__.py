@@ -42,6 +42,9 @@ class Backend(Protocol):
     def new_task_waiter(self, engine: Engine) -> TaskWaiter:
         """An object an idle worker sleeps on until new work may be there."""
 
+    def reset_id_sequence(self, conn: Connection, table: str, column: str) -> None:
+        """After rows were inserted with explicit ids: the next generated id follows them."""
+
 
 class TaskWaiter(Protocol):
     def wait(self, timeout: float) -> bool:

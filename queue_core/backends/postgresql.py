@@ -95,6 +95,17 @@ class PostgresBackend:
     def new_task_waiter(self, engine: Engine) -> _ListenWaiter:
         return _ListenWaiter(engine)
 
+    def reset_id_sequence(self, conn: Connection, table: str, column: str) -> None:
+        # A serial column's sequence does not see explicit ids; without this the next
+        # enqueue after `db copy` would collide with id 1. No sequence: setval(NULL) is NULL.
+        conn.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence(:table, :column), "
+                f"coalesce(max({column}), 0) + 1, false) FROM {table}"
+            ),
+            {"table": table, "column": column},
+        )
+
 
 class _ListenWaiter:
     """LISTEN on a connection of its own; falls back to plain sleeping when that fails."""

@@ -163,6 +163,9 @@ class SqliteBackend:
         self._local_wakeups.add(waiter)
         return waiter
 
+    def reset_id_sequence(self, conn: Connection, table: str, column: str) -> None:
+        """Nothing to do: an AUTOINCREMENT table's sqlite_sequence follows explicit ids."""
+
 
 def _install_pragmas(engine: Engine, busy_ms: int) -> None:
     @event.listens_for(engine, "connect")
