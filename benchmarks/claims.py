@@ -65,8 +65,8 @@ NOTES = (
     " with two indexes: the raw loop keeps one index and no history. The Python side was cut"
     " first: claim and complete on a kept DBAPI connection instead of SQLAlchemy's"
     " per-transaction machinery took a claim + completion from about 2.0 ms to 1.1 ms on a"
-    " quiet machine (`queue_core/claim/raw.py`); what is left is that write volume, and every"
-    " write is a guarantee (the lease token, the attempt count, the audit trail).",
+    " quiet machine (`queue_core/dialects/connections.py`); what is left is that write volume,"
+    " and every write is a guarantee (the lease token, the attempt count, the audit trail).",
     "Claiming 16 at a time and completing them in one transaction, as a worker with 16 slots"
     " does, shares those pages between tasks.",
     "p99 is set by WAL checkpoints, which SQLite runs inside the commit that crosses the"
@@ -194,7 +194,7 @@ def raw_claim_latencies(path: str, depth: int, claims: int) -> list[float]:
 
 
 def _warm_up() -> None:
-    import queue_core.claim.weighted  # noqa: F401 - import cost paid before timing
+    import queue_core.dialects.weighted  # noqa: F401 - import cost paid before timing
 
 
 def _wait_until(start_at: float) -> None:
@@ -294,7 +294,7 @@ def bulk_load(db_url: str, depth: int) -> None:
     """``depth`` due tasks in one INSERT ... SELECT, with their weighted_random keys."""
     db = Database(db_url)
     with db.write() as conn:
-        if db.dialect == "sqlite":
+        if db.dialect.name == "sqlite":
             has_ln = True
             try:
                 conn.execute(text("SELECT ln(2.0)"))
@@ -335,7 +335,7 @@ def bulk_load(db_url: str, depth: int) -> None:
                 ),
                 {"d": depth},
             )
-    if db.dialect == "postgresql":
+    if db.dialect.name == "postgresql":
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE task_queue"))
     db.dispose()

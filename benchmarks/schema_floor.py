@@ -29,8 +29,8 @@ from pathlib import Path
 import orjson
 
 from queue_core import migrate
-from queue_core.claim import sqlite as sqlite_sql
 from queue_core.database import Database
+from queue_core.dialects import sqlite_sql
 from queue_core.settings import sqlite_url_for
 
 PAD = "x" * 60

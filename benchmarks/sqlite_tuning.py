@@ -475,7 +475,7 @@ def prepare_engine_drain(args: Json) -> Runner:
     def busy(exc: Exception) -> bool:
         # DatabaseUnavailable is the engine's translation; a driver error it let through
         # (e.g. from a connection being opened) counts as surfaced too.
-        return isinstance(exc, DatabaseUnavailable) or db.backend.is_unavailable(exc)
+        return isinstance(exc, DatabaseUnavailable) or db.dialect.is_unavailable(exc)
 
     max_cycles = args.get("max_cycles") or sys.maxsize
 

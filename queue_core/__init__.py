@@ -1,9 +1,9 @@
-"""prismq-queue core: models, engine, repositories, claim SQL and maintenance.
+"""prismq-queue core: models, engine, repositories, the dialects (claim SQL) and maintenance.
 
 This package imports neither ``api`` nor ``workers``.
 """
 
-from queue_core.claim import ClaimedTask, Lease
+from queue_core.claims import ClaimedTask, Lease
 from queue_core.database import Database
 from queue_core.errors import (
     DatabaseUnavailable,

@@ -1,15 +1,17 @@
-"""A Database: the engine for one URL, its backend seam, and transaction helpers."""
+"""A Database: the engine for one URL, its Dialect (the seam to the backend), and
+transaction helpers."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from queue_core.backends import Backend, TaskWaiter, backend_for
-from queue_core.backends.sqlite import READ_ONLY_OPTION
+from queue_core.dialects import READ_ONLY_OPTION, Dialect, TaskWaiter, dialect_for
+from queue_core.dialects.connections import RawWriter
 from queue_core.errors import DatabaseUnavailable, SchemaMissing
 from queue_core.settings import QueueSettings, resolve_database_url
 
@@ -20,15 +22,21 @@ class Database:
     def __init__(self, url: str | None = None, settings: QueueSettings | None = None) -> None:
         self.settings = settings or QueueSettings()
         resolved = resolve_database_url(url, self.settings)
-        self.backend: Backend = backend_for(resolved)
-        self.engine: Engine = self.backend.create_engine(resolved, self.settings)
+        self.dialect: Dialect = dialect_for(resolved)
+        self.engine: Engine = self.dialect.create_engine(resolved, self.settings)
         # The URL the engine really uses (postgresql:// and postgres:// name psycopg 3), so
         # whatever reuses it, Alembic among them, picks the same driver.
         self.url = self.engine.url.render_as_string(hide_password=False)
+        self._raw: RawWriter | None = None
+        self._raw_lock = threading.Lock()
 
     @property
-    def dialect(self) -> str:
-        return self.backend.name
+    def raw(self) -> RawWriter:
+        """The hot path's writer: DBAPI transactions on connections kept for this engine."""
+        with self._raw_lock:
+            if self._raw is None:
+                self._raw = self.dialect.raw_writer(self.engine)
+            return self._raw
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -51,14 +59,14 @@ class Database:
         try:
             yield
         except DBAPIError as exc:
-            if self.backend.is_missing_schema(exc):
+            if self.dialect.is_missing_schema(exc):
                 raise SchemaMissing(self.safe_url) from exc
-            if self.backend.is_unavailable(exc):
+            if self.dialect.is_unavailable(exc):
                 raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
             raise
 
     def new_task_waiter(self) -> TaskWaiter:
-        return self.backend.new_task_waiter(self.engine)
+        return self.dialect.new_task_waiter(self.engine)
 
     @property
     def safe_url(self) -> str:

@@ -200,7 +200,7 @@ def copy_queue(
     with target.write() as conn:
         for pair in pairs:
             if pair.integer_key is not None:
-                target.backend.reset_id_sequence(conn, pair.target.name, pair.integer_key)
+                target.dialect.reset_id_sequence(conn, pair.target.name, pair.integer_key)
     _verify_counts(source, target, report)
     task_pair = next((p for p in pairs if p.target.name == TASK_TABLE), None)
     if task_pair is not None:

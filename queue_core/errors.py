@@ -59,3 +59,7 @@ class SchemaMissing(QueueError):
 
 class UnsupportedDatabase(QueueError):
     """The URL names a backend or an SQLite build the queue cannot run on."""
+
+
+class NotSupportedOnBackend(QueueError):
+    """The operation does not apply to this database; the message says what to do instead."""

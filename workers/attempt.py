@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from queue_core.claim import ClaimedTask, Lease
+from queue_core.claims import ClaimedTask, Lease
 from workers.context import TaskContext
 from workers.execution import Execution, Outcome
 from workers.registry import Handler

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from queue_core.claim import Lease
+from queue_core.claims import Lease
 from queue_core.errors import DatabaseUnavailable
 from queue_core.repositories import LeaseRepository, RenewResult
 from queue_core.settings import HEARTBEAT_SECONDS_DEFAULT, RENEW_FRACTION, RENEW_LOG_EVERY

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
-from queue_core.backends import TaskWaiter
-from queue_core.claim import ClaimedTask, Lease
+from queue_core.claims import ClaimedTask, Lease
 from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
+from queue_core.dialects import TaskWaiter
 from queue_core.errors import DatabaseUnavailable, LeaseLost
 from queue_core.maintenance.scheduler import JOB_SWEEP, MaintenanceScheduler, default_jobs
 from queue_core.repositories import (
@@ -201,7 +201,7 @@ class Worker:
         self._inbox.put(None)
         waiter = self._waiter
         if waiter is not None:
-            waiter.wake()  # type: ignore[attr-defined]
+            waiter.wake()
 
     @property
     def running(self) -> int:
@@ -300,7 +300,7 @@ class Worker:
         )
         self._keeper.start()
         waiter = self.db.new_task_waiter()
-        if callable(getattr(waiter, "wake", None)):
+        if waiter.in_loop:
             # SQLite: data_version polling is cheap, and waking from it on the run loop's own
             # thread saves a thread hand-over on the way from enqueue to start.
             self._waiter = waiter
@@ -582,7 +582,7 @@ class Worker:
         self._inbox.put(attempt)
         waiter = self._waiter
         if waiter is not None:
-            waiter.wake()  # type: ignore[attr-defined]
+            waiter.wake()
 
     # --- while running ---
 

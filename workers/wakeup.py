@@ -11,8 +11,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from queue_core.backends import TaskWaiter
 from queue_core.database import Database
+from queue_core.dialects import TaskWaiter
 from workers.defaults import WORKER_LOGGER
 
 log = logging.getLogger(WORKER_LOGGER)
@@ -52,8 +52,7 @@ class NewTaskWatcher:
 
     def stop(self, timeout: float | None = None) -> None:
         self._stopped.set()
-        wake = getattr(self._waiter, "wake", None)  # SQLite's waiter; LISTEN times out instead
-        if callable(wake):
-            wake()
+        if self._waiter is not None:
+            self._waiter.wake()
         if self._thread.is_alive():
             self._thread.join(timeout if timeout is not None else self._poll_interval + 1.0)

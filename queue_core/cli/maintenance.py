@@ -26,8 +26,6 @@ from queue_core.maintenance import (
     restore,
     vacuum,
 )
-from queue_core.maintenance._common import FileSizes, is_sqlite
-from queue_core.maintenance.vacuum import queue_tables_bytes
 from queue_core.repositories import WorkerRepository, sweep
 from queue_core.settings import BACKUP_PAGES_PER_STEP, PURGE_BATCH_SIZE
 
@@ -129,7 +127,7 @@ def restore_command(source: Path, force: bool, database_url: str | None) -> None
 
 
 def _refuse_while_workers_active(db: Database) -> None:
-    if not is_sqlite(db):
+    if db.dialect.database_file(db.engine) is None:
         return  # restore() explains the PostgreSQL procedure
     try:
         active = [w.worker_id for w in WorkerRepository(db).list() if w.status == "active"]
@@ -255,12 +253,8 @@ def purge_command(
 def status_command(database_url: str | None) -> None:
     """Database size, WAL size (SQLite) and who holds each scheduled maintenance job."""
     with open_db(database_url) as db:
-        if is_sqlite(db):
-            sizes = FileSizes.of(db)
-            click.echo(f"database  {sizes.database_bytes} bytes")
-            click.echo(f"wal       {sizes.wal_bytes} bytes")
-        else:
-            click.echo(f"queue tables  {queue_tables_bytes(db)} bytes")
+        for line in db.dialect.storage_lines(db.engine):
+            click.echo(line)
         leases = MaintenanceLeases(db).list()
     if not leases:
         click.echo("no scheduled maintenance has run yet")

@@ -1,4 +1,8 @@
-"""What the maintenance jobs share: the SQLite file and a raw connection to it, sizes, errors."""
+"""What the maintenance jobs share: the SQLite file and a raw connection to it, sizes, errors.
+
+What differs between the databases is asked of the Dialect (``db.dialect``); this module only
+names the file-level helpers that backup and restore, which copy SQLite files, need.
+"""
 
 from __future__ import annotations
 
@@ -8,47 +12,40 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection
-
 from queue_core.database import Database
-from queue_core.errors import DatabaseUnavailable, QueueError
+from queue_core.dialects.sqlite import SqliteDialect, file_size
+from queue_core.dialects.sqlite import raw_sqlite as _raw_sqlite
+from queue_core.errors import NotSupportedOnBackend, QueueError
 
 Progress = Callable[[int], None]
 """Called with the number of units (pages, rows) done since the previous call."""
 
-# The tables the queue owns: maintenance never touches anything else in a shared database.
-QUEUE_TABLES = ("task_queue", "task_logs", "workers", "task_queue_clock", "maintenance_leases")
-
-
-class NotSupportedOnBackend(QueueError):
-    """The operation does not apply to this database; the message says what to do instead."""
+__all__ = [
+    "FileSizes",
+    "MaintenanceFailed",
+    "NotSupportedOnBackend",
+    "Progress",
+    "database_file",
+    "file_size",
+    "raw_sqlite",
+]
 
 
 class MaintenanceFailed(QueueError):
     """A maintenance operation ran but its result is not trustworthy (e.g. integrity_check)."""
 
 
-def is_sqlite(db: Database) -> bool:
-    return db.dialect == "sqlite"
-
-
-def sqlite_path(db: Database) -> Path:
-    """The SQLite database file; maintenance on in-memory databases makes no sense."""
-    database = db.engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        raise NotSupportedOnBackend(f"{db.safe_url} is not an SQLite database file")
-    return Path(database)
+def database_file(db: Database, not_a_file: str) -> Path:
+    """The database file; raises NotSupportedOnBackend with ``not_a_file`` for a server
+    database."""
+    path = db.dialect.database_file(db.engine)
+    if path is None:
+        raise NotSupportedOnBackend(not_a_file)
+    return path
 
 
 def wal_path(path: Path) -> Path:
     return path.with_name(path.name + "-wal")
-
-
-def file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 @dataclass(frozen=True)
@@ -58,39 +55,15 @@ class FileSizes:
 
     @classmethod
     def of(cls, db: Database) -> FileSizes:
-        path = sqlite_path(db)
+        path = database_file(db, f"{db.safe_url} is not an SQLite database file")
         return cls(file_size(path), file_size(wal_path(path)))
 
 
 @contextmanager
 def raw_sqlite(db: Database) -> Iterator[sqlite3.Connection]:
-    """A pooled sqlite3 connection outside any transaction (checkpoint and VACUUM need that).
-
-    It carries the engine's PRAGMAs (WAL, busy_timeout, foreign_keys). Busy errors become
-    :class:`DatabaseUnavailable`, as they do for the repositories.
-    """
-    pooled = db.engine.raw_connection()
-    try:
-        conn = pooled.driver_connection
-        assert isinstance(conn, sqlite3.Connection)
-        try:
-            yield conn
-        except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.rollback()
-            if db.backend.is_unavailable(exc):
-                raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
-            raise
-    finally:
-        pooled.close()
-
-
-@contextmanager
-def autocommit(db: Database) -> Iterator[Connection]:
-    """A PostgreSQL connection outside a transaction block (VACUUM refuses to run inside one)."""
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    """A pooled sqlite3 connection of a file database, outside any transaction (backup and
+    restore). Call :func:`database_file` first: it refuses a server database."""
+    dialect = db.dialect
+    assert isinstance(dialect, SqliteDialect)
+    with _raw_sqlite(db.engine, dialect) as conn:
         yield conn
-
-
-def quoted_tables() -> str:
-    return ", ".join(QUEUE_TABLES)

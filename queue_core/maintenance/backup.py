@@ -21,12 +21,10 @@ from pathlib import Path
 from queue_core.database import Database
 from queue_core.maintenance._common import (
     MaintenanceFailed,
-    NotSupportedOnBackend,
     Progress,
+    database_file,
     file_size,
-    is_sqlite,
     raw_sqlite,
-    sqlite_path,
 )
 from queue_core.maintenance.checkpoint import CheckpointMode, checkpoint
 from queue_core.settings import BACKUP_PAGES_PER_STEP
@@ -94,9 +92,7 @@ def backup(
     The copy is written next to ``dest`` and renamed into place only once integrity_check
     says ``ok``, so a failed backup never leaves a half-written file under the final name.
     """
-    if not is_sqlite(db):
-        raise NotSupportedOnBackend(POSTGRESQL_BACKUP_MESSAGE)
-    source = sqlite_path(db).resolve()
+    source = database_file(db, POSTGRESQL_BACKUP_MESSAGE).resolve()
     dest = Path(dest).expanduser().resolve()
     if dest == source:
         raise MaintenanceFailed(f"the backup destination {dest} is the live database")
@@ -193,12 +189,10 @@ def restore(db: Database, source: Path) -> RestoreReport:
     the state before the restore. The backup is checked before and the result after. The
     copy is one step: the target is locked for its whole length anyway.
     """
-    if not is_sqlite(db):
-        raise NotSupportedOnBackend(POSTGRESQL_BACKUP_MESSAGE)
+    target_path = database_file(db, POSTGRESQL_BACKUP_MESSAGE).resolve()
     source = Path(source).expanduser().resolve()
     if not source.is_file():
         raise MaintenanceFailed(f"no backup at {source}")
-    target_path = sqlite_path(db).resolve()
     if target_path == source:
         raise MaintenanceFailed(f"{source} is the database to restore into")
     backup_conn = sqlite3.connect(f"{source.as_uri()}?mode=ro", uri=True)

@@ -15,12 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from queue_core.database import Database
-from queue_core.maintenance._common import (
-    FileSizes,
-    NotSupportedOnBackend,
-    is_sqlite,
-    raw_sqlite,
-)
+from queue_core.dialects.postgresql import POSTGRESQL_CHECKPOINT_MESSAGE
 
 
 class CheckpointMode(str, Enum):
@@ -33,10 +28,7 @@ class CheckpointMode(str, Enum):
         return self.value
 
 
-POSTGRESQL_CHECKPOINT_MESSAGE = (
-    "PostgreSQL checkpoints its own WAL (checkpoint_timeout, max_wal_size); "
-    "nothing to do for the queue"
-)
+__all__ = ["POSTGRESQL_CHECKPOINT_MESSAGE", "CheckpointMode", "CheckpointReport", "checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -66,25 +58,20 @@ def checkpoint(
 
     PostgreSQL raises :class:`NotSupportedOnBackend` (its server checkpoints by itself).
     """
-    if not is_sqlite(db):
-        raise NotSupportedOnBackend(POSTGRESQL_CHECKPOINT_MESSAGE)
     mode = CheckpointMode(mode)
-    before = FileSizes.of(db)
-    with raw_sqlite(db) as conn:
-        busy, log_frames, checkpointed = conn.execute(
-            f"PRAGMA wal_checkpoint({mode.value.upper()})"
-        ).fetchone()
-    after = FileSizes.of(db)
+    dialect, engine = db.dialect, db.engine
+    wal_before = dialect.wal_bytes(engine)
+    busy, log_frames, checkpointed = dialect.wal_checkpoint(engine, mode.value)
     return CheckpointReport(
         mode=mode,
-        busy=bool(busy),
-        log_frames=int(log_frames),
-        checkpointed_frames=int(checkpointed),
-        wal_bytes_before=before.wal_bytes,
-        wal_bytes_after=after.wal_bytes,
+        busy=busy,
+        log_frames=log_frames,
+        checkpointed_frames=checkpointed,
+        wal_bytes_before=wal_before,
+        wal_bytes_after=dialect.wal_bytes(engine),
     )
 
 
 def wal_bytes(db: Database) -> int:
     """The WAL file's size now (0 on PostgreSQL, which has no queue-owned WAL file)."""
-    return FileSizes.of(db).wal_bytes if is_sqlite(db) else 0
+    return db.dialect.wal_bytes(db.engine)

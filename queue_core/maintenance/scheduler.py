@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
-from queue_core.maintenance._common import is_sqlite
+from queue_core.dialects import JOB_CHECKPOINT, JOB_OPTIMIZE
 from queue_core.maintenance.analyze import optimize
 from queue_core.maintenance.checkpoint import CheckpointMode, checkpoint, wal_bytes
 from queue_core.maintenance.leases import MaintenanceLeases, default_holder
@@ -32,8 +32,6 @@ from queue_core.settings import QueueSettings
 log = logging.getLogger("prismq.queue.maintenance")
 
 JOB_SWEEP = "sweep"
-JOB_CHECKPOINT = "checkpoint"
-JOB_OPTIMIZE = "optimize"
 JOB_PURGE = "purge"
 
 # A scheduled purge stops after this many batches and comes back soon after, so a large
@@ -191,11 +189,13 @@ class MaintenanceScheduler:
 def default_jobs(
     db: Database, settings: QueueSettings, clock: Clock = utcnow
 ) -> list[MaintenanceJob]:
-    """Sweep, checkpoint and optimize (SQLite only), and purge, at the settings' intervals."""
+    """Sweep, the jobs the dialect needs (SQLite: checkpoint and optimize), and purge, at the
+    settings' intervals."""
     jobs = [
         MaintenanceJob(JOB_SWEEP, settings.maintenance_sweep_interval_seconds, _sweep(db, clock))
     ]
-    if is_sqlite(db):
+    needs = db.dialect.periodic_maintenance()
+    if JOB_CHECKPOINT in needs:
         jobs.append(
             MaintenanceJob(
                 JOB_CHECKPOINT,
@@ -203,6 +203,7 @@ def default_jobs(
                 _checkpoint(db, settings.maintenance_wal_truncate_bytes),
             )
         )
+    if JOB_OPTIMIZE in needs:
         jobs.append(
             MaintenanceJob(
                 JOB_OPTIMIZE,

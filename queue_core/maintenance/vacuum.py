@@ -12,18 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import text
-
 from queue_core.database import Database
-from queue_core.maintenance._common import (
-    QUEUE_TABLES,
-    FileSizes,
-    autocommit,
-    is_sqlite,
-    quoted_tables,
-    raw_sqlite,
-)
-from queue_core.maintenance.checkpoint import CheckpointMode, checkpoint
 
 
 @dataclass(frozen=True)
@@ -42,25 +31,11 @@ class VacuumReport:
 
 def vacuum(db: Database) -> VacuumReport:
     started = time.monotonic()
-    if is_sqlite(db):
-        before = FileSizes.of(db)
-        with raw_sqlite(db) as conn:
-            conn.execute("VACUUM")
-        checkpoint(db, CheckpointMode.TRUNCATE)
-        after = FileSizes.of(db)
-        return VacuumReport(
-            before.database_bytes + before.wal_bytes,
-            after.database_bytes + after.wal_bytes,
-            time.monotonic() - started,
-        )
-    before_bytes = queue_tables_bytes(db)
-    with autocommit(db) as conn:
-        conn.exec_driver_sql(f"VACUUM (ANALYZE) {quoted_tables()}")
-    return VacuumReport(before_bytes, queue_tables_bytes(db), time.monotonic() - started)
+    before = db.dialect.storage_bytes(db.engine)
+    db.dialect.vacuum(db.engine)
+    return VacuumReport(before, db.dialect.storage_bytes(db.engine), time.monotonic() - started)
 
 
 def queue_tables_bytes(db: Database) -> int:
-    """PostgreSQL: the on-disk size of the queue's tables, their indexes and TOAST."""
-    sizes = " + ".join(f"pg_total_relation_size('{table}')" for table in QUEUE_TABLES)
-    with db.read() as conn:
-        return int(conn.execute(text(f"SELECT {sizes}")).scalar_one())
+    """The queue's size on disk (PostgreSQL: its tables with their indexes and TOAST)."""
+    return db.dialect.storage_bytes(db.engine)

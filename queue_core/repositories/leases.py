@@ -14,18 +14,15 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import ModuleType
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, literal, text, true, tuple_, update
 from sqlalchemy.sql import ColumnElement
 
-from queue_core.claim import ClaimedTask, ClaimRequest, Lease, TaskClaimer, create_claimer
-from queue_core.claim import postgresql as postgresql_sql
-from queue_core.claim import sqlite as sqlite_sql
-from queue_core.claim.raw import RawWriter
+from queue_core.claims import ClaimedTask, ClaimRequest, Lease
 from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
+from queue_core.dialects.claiming import TaskClaimer
 from queue_core.errors import LeaseLost
 from queue_core.repositories._common import TASKS, WORKERS, jittered, log_entry, write_logs
 from queue_core.settings import (
@@ -34,8 +31,6 @@ from queue_core.settings import (
 )
 from queue_core.states import STRATEGY_DEFAULT, SchedulingStrategy, TaskStatus
 from queue_core.types import UtcDateTime
-
-_DIALECT_SQL: dict[str, ModuleType] = {"sqlite": sqlite_sql, "postgresql": postgresql_sql}
 
 LEASED = TaskStatus.LEASED.value
 RECOVERY_BATCH = 500
@@ -99,9 +94,10 @@ class LeaseRepository:
         self.clock = clock
         self.rng = rng or random.Random()
         self._claimers: dict[SchedulingStrategy, TaskClaimer] = {}
-        sql = _DIALECT_SQL[db.dialect]
-        # claim and complete run on a DBAPI connection of their own (claim/raw.py says why).
-        self._raw = RawWriter.for_database(db)
+        sql = db.dialect.sql
+        # claim and complete run on a DBAPI connection of their own (dialects/connections.py
+        # says why).
+        self._raw = db.raw
         self._complete_sql = sql.dbapi_sql(sql.COMPLETE_SQL)
         self._insert_log_sql = sql.dbapi_sql(sql.INSERT_LOG_SQL)
         now_param = bindparam("now", type_=UtcDateTime())
@@ -123,7 +119,7 @@ class LeaseRepository:
     def claimer(self, strategy: SchedulingStrategy | str) -> TaskClaimer:
         strategy = SchedulingStrategy(strategy)
         if strategy not in self._claimers:
-            self._claimers[strategy] = create_claimer(self.db.dialect, strategy, self.rng)
+            self._claimers[strategy] = self.db.dialect.claimer(strategy, self.rng)
         return self._claimers[strategy]
 
     # --- claim ---
@@ -431,7 +427,7 @@ class LeaseRepository:
                 ],
             )
             if row.status == TaskStatus.QUEUED.value:
-                self.db.backend.notify_new_tasks(conn)
+                self.db.dialect.notify_new_tasks(conn)
 
     def mark_cancelled(self, lease: Lease, reason: str = "cancelled by user") -> None:
         """End a running task whose cancellation was requested."""
@@ -544,5 +540,5 @@ class LeaseRepository:
             )
         write_logs(conn, logs)
         if report.requeued:
-            self.db.backend.notify_new_tasks(conn)
+            self.db.dialect.notify_new_tasks(conn)
         return report

@@ -13,10 +13,9 @@ import orjson
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.sql import Select
 
-from queue_core.claim.raw import RawWriter
-from queue_core.claim.weighted import race_weight
 from queue_core.clock import Clock, ensure_utc, utcnow
 from queue_core.database import Database
+from queue_core.dialects.weighted import race_weight
 from queue_core.errors import IdempotencyConflict, InvalidTransition, TaskNotFound
 from queue_core.repositories._common import (
     LOGS,
@@ -105,16 +104,14 @@ class TaskRepository:
         self.db = db
         self.clock = clock
         self.rng = rng or random.Random()
-        # Enqueue runs on a kept DBAPI connection with SQL built once (claim/raw.py says why).
-        self._raw = RawWriter(db)
+        # Enqueue runs on a kept DBAPI connection with SQL built once (dialects/connections.py
+        # says why).
+        self._raw = db.raw
         sql = self._raw.sql
         self._enqueue_sql = sql.dbapi_sql(sql.ENQUEUE_SQL)
         self._by_key_sql = sql.dbapi_sql(sql.TASK_BY_KEY_SQL)
         self._enqueue_many_sql = sql.dbapi_sql(sql.ENQUEUE_MANY_SQL)
         self._raw_insert_log_sql = sql.dbapi_sql(sql.INSERT_LOG_SQL)
-        self._enqueue_logged_sql = (
-            None if sql.ENQUEUE_LOGGED_SQL is None else sql.dbapi_sql(sql.ENQUEUE_LOGGED_SQL)
-        )
 
     # --- enqueue ---
 
@@ -125,17 +122,21 @@ class TaskRepository:
         spec = spec if spec is not None else TaskCreate(**fields)
         now = ensure_utc(self.clock())
         row = self._new_row(spec, now)
-        if self._enqueue_logged_sql is not None:
-            created = self._enqueue_in_one_statement(row, self._enqueue_logged_sql)
-            if created is not None:
-                return created
-            # The idempotency key exists: the transaction below reads it as a replay.
+        details = _enqueued_details(
+            spec.type, spec.priority, row.run_after, spec.idempotency_key, now
+        )
+        task_id = self.db.dialect.enqueue_logged(
+            self._raw, row.params, self._raw.sql.bind_json(details), row.due
+        )
+        if task_id is not None:
+            return EnqueueResult(row.task(task_id), created=True)
+        # The idempotency key exists: read it as a replay (or insert, if it went meanwhile).
         with self._raw.transaction() as cursor:
             result = self._insert_one(cursor, row)
             if result.created:
                 self._raw.insert_logs(cursor, [self._enqueued_log(result.task, now)])
                 if row.due:
-                    self.db.backend.notify_new_tasks_raw(cursor)
+                    self.db.dialect.notify_new_tasks_raw(cursor)
         return result
 
     def enqueue_many(self, specs: builtins.list[TaskCreate]) -> builtins.list[Task]:
@@ -154,7 +155,7 @@ class TaskRepository:
                 tasks = created = self._insert_batch(cursor, rows)
             self._insert_enqueued_logs(cursor, created, now, bound_now)
             if any(row.due for row in rows):
-                self.db.backend.notify_new_tasks_raw(cursor)
+                self.db.dialect.notify_new_tasks_raw(cursor)
         return tasks
 
     def _new_row(self, spec: TaskCreate, now: datetime, bound_now: Any = None) -> _NewRow:
@@ -201,16 +202,6 @@ class TaskRepository:
             for t in tasks
         ]
         cursor.executemany(self._raw_insert_log_sql, rows)
-
-    def _enqueue_in_one_statement(self, row: _NewRow, statement: str) -> EnqueueResult | None:
-        details = _enqueued_details(
-            row.spec.type, row.spec.priority, row.run_after, row.spec.idempotency_key, row.now
-        )
-        params = {**row.params, "details": self._raw.sql.bind_json(details), "notify": row.due}
-        with self._raw.statement() as cursor:
-            cursor.execute(statement, params)
-            inserted = cursor.fetchone()
-        return None if inserted is None else EnqueueResult(row.task(inserted[0]), created=True)
 
     def _insert_one(self, cursor: Any, row: _NewRow) -> EnqueueResult:
         cursor.execute(self._enqueue_sql, row.params)
@@ -418,5 +409,5 @@ class TaskRepository:
                 current = self._get_in(conn, task_id)
                 raise InvalidTransition(task_id, current.status.value, "retry")
             write_logs(conn, [log_entry(task_id, "requeued by operator", now, event="requeued")])
-            self.db.backend.notify_new_tasks(conn)
+            self.db.dialect.notify_new_tasks(conn)
             return task_from_row(row)

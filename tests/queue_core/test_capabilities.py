@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, delete
 
 from queue_core.capabilities import json_equal, matches
-from queue_core.claim import ClaimRequest, create_claimer
+from queue_core.claims import ClaimRequest
 from queue_core.clock import ManualClock
 from queue_core.database import Database
 from queue_core.repositories import LeaseRepository, TaskRepository
@@ -232,8 +232,8 @@ def _claim_rolled_back(
         ],
     ).all()
     index = {row.id: n for n, row in enumerate(rows)}
-    claimer = create_claimer(db.dialect, SchedulingStrategy.PRIORITY)
-    # The claimer runs on the DBAPI connection under this transaction (claim/raw.py).
+    claimer = db.dialect.claimer(SchedulingStrategy.PRIORITY, None)
+    # The claimer runs on the DBAPI connection under this transaction (dialects/connections.py).
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         claimed = claimer.claim(

@@ -16,10 +16,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from queue_core.claim import postgresql as postgresql_sql
-from queue_core.claim import sqlite as sqlite_sql
 from queue_core.clock import utcnow
 from queue_core.database import Database
+from queue_core.dialects import postgresql_sql, sqlite_sql
 from queue_core.states import SchedulingStrategy
 
 ROWS = 20_000
@@ -41,7 +40,7 @@ def _sql(module: Any, name: str) -> str:
 def _load(db: Database) -> None:
     """~20,000 rows: most queued and due, some delayed, some leased, the rest finished."""
     now = utcnow()
-    if db.dialect == "sqlite":
+    if db.dialect.name == "sqlite":
         now_us = int(now.timestamp() * 1_000_000)
         fill = f"""
         WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {ROWS})
@@ -79,7 +78,7 @@ def _load(db: Database) -> None:
         """
     with db.write() as conn:
         conn.execute(text(fill))
-        conn.execute(text("ANALYZE task_queue" if db.dialect == "postgresql" else "ANALYZE"))
+        conn.execute(text("ANALYZE task_queue" if db.dialect.name == "postgresql" else "ANALYZE"))
 
 
 def _params(module: Any) -> dict[str, Any]:
@@ -109,7 +108,7 @@ def _sqlite_problems(plan_rows: list[Any]) -> list[str]:
 
 
 def test_sqlite_plans_use_an_index(db: Database) -> None:
-    if db.dialect != "sqlite":
+    if db.dialect.name != "sqlite":
         pytest.skip("SQLite plans")
     _load(db)
     raw = db.engine.raw_connection()
@@ -185,7 +184,7 @@ def _explain_pg_generic(db: Database, sql: str, params: dict[str, Any]) -> str:
 
 
 def test_postgresql_plans_use_an_index(db: Database) -> None:
-    if db.dialect != "postgresql":
+    if db.dialect.name != "postgresql":
         pytest.skip("PostgreSQL plans")
     _load(db)
     params = _params(postgresql_sql)

@@ -1,4 +1,5 @@
-"""The hot path's DBAPI connection (queue_core/claim/raw.py): shared, bounded, recoverable."""
+"""The hot path's DBAPI connection (queue_core/dialects/connections.py): shared, bounded,
+recoverable."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from queue_core.claim.raw import RawWriter
 from queue_core.clock import ManualClock
 from queue_core.database import Database
 from queue_core.errors import DatabaseUnavailable, SchemaMissing
@@ -31,7 +31,7 @@ def test_many_repositories_do_not_exhaust_the_pool(db: Database, clock: ManualCl
 def test_nested_transaction_fails_instead_of_hanging(sqlite_url: str) -> None:
     db = Database(sqlite_url)
     try:
-        writer = RawWriter(db)
+        writer = db.raw
         with writer.transaction(), pytest.raises(RuntimeError, match="nested"):  # noqa: SIM117
             with writer.transaction():
                 pass

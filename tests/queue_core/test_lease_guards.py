@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from queue_core.claim import Lease
+from queue_core.claims import Lease
 from queue_core.clock import ManualClock
 from queue_core.database import Database
 from queue_core.errors import LeaseLost

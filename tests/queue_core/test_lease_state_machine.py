@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import delete, func, select, update
 
-from queue_core.claim import Lease
+from queue_core.claims import Lease
 from queue_core.clock import ManualClock
 from queue_core.database import Database
 from queue_core.errors import InvalidTransition, LeaseLost

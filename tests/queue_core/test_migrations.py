@@ -122,7 +122,7 @@ def _assert_schema_is_the_models(db: Database) -> None:
             got = reflected[index.name]
             assert got["column_names"] == [c.name for c in index.columns], index.name
             assert bool(got["unique"]) == bool(index.unique), index.name
-            where = index.dialect_options[db.dialect]["where"]
+            where = index.dialect_options[db.dialect.name]["where"]
             if where is not None:
                 assert _partial_where(db, str(index.name)) == _squash(str(where)), index.name
 
@@ -131,7 +131,7 @@ def _partial_where(db: Database, index: str) -> str:
     sql = {
         "sqlite": "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :n",
         "postgresql": "SELECT pg_get_indexdef(CAST(:n AS regclass))",
-    }[db.dialect]
+    }[db.dialect.name]
     with db.read() as conn:
         definition = str(conn.execute(text(sql), {"n": index}).scalar())
     return _squash(definition.split(" WHERE ", 1)[1])

@@ -10,9 +10,9 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from queue_core.claim import raw
 from queue_core.clock import ManualClock
 from queue_core.database import Database
+from queue_core.dialects import connections
 from queue_core.errors import DatabaseUnavailable
 from queue_core.repositories import LeaseRepository, TaskRepository
 from queue_core.settings import PG_NOTIFY_CHANNEL
@@ -44,7 +44,9 @@ def _listener(db: Database) -> psycopg.Connection[tuple[object, ...]]:
 def _terminate_kept_connections(db: Database) -> None:
     """The server drops the hot path's idle connections (and only those: the server is
     shared with other test sessions)."""
-    pids = [conn.driver_connection.info.backend_pid for conn, _ in raw._idle_for(db).idle]
+    pids = [
+        conn.driver_connection.info.backend_pid for conn, _ in connections.idle_for(db.engine).idle
+    ]
     assert pids
     with db.engine.connect() as admin:
         for pid in pids:
@@ -54,7 +56,7 @@ def _terminate_kept_connections(db: Database) -> None:
 def _notified_by(conn: psycopg.Connection[tuple[object, ...]], db: Database) -> bool:
     """A notification from one of the hot path's connections arrived (the channel is shared
     with whatever else uses this server, so other senders are ignored)."""
-    ours = {c.driver_connection.info.backend_pid for c, _ in raw._idle_for(db).idle}
+    ours = {c.driver_connection.info.backend_pid for c, _ in connections.idle_for(db.engine).idle}
     return any(n.pid in ours for n in conn.notifies(timeout=0.5))
 
 
@@ -87,7 +89,7 @@ def test_kept_connection_dropped_by_the_server_is_replaced(
     tasks.enqueue(type="t")  # a connection is now kept
     _terminate_kept_connections(pg_db)
     # Idle long enough to be checked: the dead connection is noticed and replaced.
-    monkeypatch.setattr(raw, "PG_PING_AFTER_IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(connections, "PG_PING_AFTER_IDLE_SECONDS", 0.0)
     assert tasks.enqueue(type="t").created
     [claimed] = leases.claim("w", ["t"], limit=1)
     leases.complete(claimed.lease)
@@ -98,7 +100,7 @@ def test_unchecked_dead_connection_surfaces_as_unavailable_then_recovers(
 ) -> None:
     """Used again at once, a connection is not pinged; if the server dropped it meanwhile the
     call fails as DatabaseUnavailable (retryable), and the next one runs on a new one."""
-    monkeypatch.setattr(raw, "PG_PING_AFTER_IDLE_SECONDS", 3600.0)
+    monkeypatch.setattr(connections, "PG_PING_AFTER_IDLE_SECONDS", 3600.0)
     tasks = TaskRepository(pg_db, clock)
     tasks.enqueue(type="t")
     _terminate_kept_connections(pg_db)

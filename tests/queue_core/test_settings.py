@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from queue_core.backends.postgresql import normalise_url
 from queue_core.database import Database
+from queue_core.dialects.postgresql import normalise_url
 from queue_core.errors import UnsupportedDatabase
 from queue_core.settings import (
     ENV_PREFIX,
@@ -107,7 +107,7 @@ def test_postgresql_urls_mean_psycopg_3(url: str) -> None:
     try:
         assert db.engine.url.drivername == "postgresql+psycopg"
         assert db.url == "postgresql+psycopg://user:pw@127.0.0.1:5432/queue"
-        assert db.dialect == "postgresql"
+        assert db.dialect.name == "postgresql"
         assert "pw" not in db.safe_url
     finally:
         db.dispose()

@@ -17,9 +17,9 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from queue_core import DatabaseUnavailable, SchemaMissing
-from queue_core.backends.sqlite import check_sqlite_version, network_filesystem_of
 from queue_core.clock import ManualClock
 from queue_core.database import Database
+from queue_core.dialects.sqlite import check_sqlite_version, network_filesystem_of
 from queue_core.errors import UnsupportedDatabase
 from queue_core.models import TIME_COLUMNS
 from queue_core.repositories import (

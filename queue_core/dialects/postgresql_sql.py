@@ -1,4 +1,4 @@
-"""The PostgreSQL claim statements, one per strategy.
+"""PostgreSQL's SQL: the claim statements, one per strategy, and the hot path's statements.
 
 Why they are shaped this way (the pattern River, Oban, GoodJob and pgqueuer use):
 
@@ -153,10 +153,7 @@ FOR UPDATE SKIP LOCKED
 """
 
 
-# --- the DBAPI side of the hot path (queue_core/claim/raw.py) ---
-
-# A pooled connection per transaction for claims and completions (claim/raw.py).
-KEEP_CONNECTION = False
+# --- the DBAPI side of the hot path (queue_core/dialects/connections.py) ---
 
 # Completion, guarded like every transition: the row must still be leased by this holder.
 COMPLETE_SQL = """
@@ -172,7 +169,7 @@ INSERT INTO task_logs (task_id, at_utc, level, message, details)
 VALUES (:task_id, :at_utc, :level, :message, CAST(:details AS jsonb))
 """
 
-# Enqueue: see claim/sqlite.py. payload is json (kept as written), compatibility jsonb.
+# Enqueue: see sqlite_sql.py. payload is json (kept as written), compatibility jsonb.
 ENQUEUE_COLUMNS = """type, priority, payload, compatibility, status, attempts, max_attempts,
     run_after_utc, idempotency_key, created_at_utc, updated_at_utc, cancel_requested,
     timeout_seconds, lease_token, wr_key"""

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 
-from queue_core.claim import ClaimedTask, ClaimRequest, SqlClaimer
+from queue_core.claims import ClaimedTask, ClaimRequest
+from queue_core.dialects.claiming import SqlClaimer
 from queue_core.states import SchedulingStrategy
 
 PROMOTE_BATCH = 1000
@@ -46,8 +48,8 @@ def race_weight(priority: int, rng: random.Random) -> float:
 
 
 class WeightedRandomClaimer(SqlClaimer):
-    def __init__(self, dialect: str, rng: random.Random | None = None) -> None:
-        super().__init__(dialect, SchedulingStrategy.WEIGHTED_RANDOM)
+    def __init__(self, sql: ModuleType, rng: random.Random | None = None) -> None:
+        super().__init__(sql, SchedulingStrategy.WEIGHTED_RANDOM)
         self.rng = rng or random.Random()
         self._promote = self.sql.dbapi_sql(self.sql.PROMOTE_SELECT_SQL)
         self._set_key = self.sql.dbapi_sql(self.sql.SET_KEY_SQL)

@@ -1,25 +1,36 @@
-"""PostgreSQL through psycopg 3: a pooled engine, jsonb, and LISTEN/NOTIFY wake-ups."""
+"""PostgreSQL through psycopg 3: a pooled engine, jsonb, and LISTEN/NOTIFY wake-ups.
+
+The dialect's SQL is in :mod:`queue_core.dialects.postgresql_sql`; the hot path keeps a small
+stack of idle DBAPI connections per engine
+(:class:`queue_core.dialects.connections.IdleConnections`).
+"""
 
 from __future__ import annotations
 
 import logging
+import random
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Insert, Table, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from queue_core.errors import UnsupportedDatabase
+from queue_core.dialects import postgresql_sql as sql_module
+from queue_core.dialects.claiming import TaskClaimer, create_claimer
+from queue_core.dialects.connections import RawWriter, idle_for
+from queue_core.errors import NotSupportedOnBackend, UnsupportedDatabase
 from queue_core.settings import (
     PG_MAX_OVERFLOW,
     PG_NOTIFY_CHANNEL,
     PG_POOL_TIMEOUT_SECONDS,
     QueueSettings,
 )
+from queue_core.states import SchedulingStrategy
 
 log = logging.getLogger("prismq.queue.postgresql")
 
@@ -27,6 +38,14 @@ log = logging.getLogger("prismq.queue.postgresql")
 # shutdown), serialization failures and deadlocks, insufficient resources.
 RETRYABLE_SQLSTATE_PREFIXES = ("08", "57", "40", "53")
 UNDEFINED_TABLE = "42P01"
+
+# The tables the queue owns: maintenance never touches anything else in a shared database.
+QUEUE_TABLES = ("task_queue", "task_logs", "workers", "task_queue_clock", "maintenance_leases")
+
+POSTGRESQL_CHECKPOINT_MESSAGE = (
+    "PostgreSQL checkpoints its own WAL (checkpoint_timeout, max_wal_size); "
+    "nothing to do for the queue"
+)
 
 
 def normalise_url(url: str) -> str:
@@ -46,8 +65,12 @@ def _sqlstate(error: BaseException) -> str | None:
     return getattr(orig, "sqlstate", None)
 
 
-class PostgresBackend:
+class PostgresDialect:
     name = "postgresql"
+    sql = sql_module
+
+    def __init__(self) -> None:
+        self._enqueue_logged_sql = sql_module.dbapi_sql(sql_module.ENQUEUE_LOGGED_SQL)
 
     def create_engine(self, url: str, settings: QueueSettings) -> Engine:
         try:
@@ -66,11 +89,23 @@ class PostgresBackend:
             json_deserializer=orjson.loads,
         )
 
-    def insert_ignoring_key_conflict(self, table: Table) -> Insert:
-        return pg_insert(table).on_conflict_do_nothing(
-            index_elements=["idempotency_key"],
-            index_where=text("idempotency_key IS NOT NULL"),
-        )
+    def raw_writer(self, engine: Engine) -> RawWriter:
+        # Writes run in parallel: a connection per transaction from a stack kept idle.
+        return RawWriter(engine, self, idle=idle_for(engine))
+
+    def claimer(self, strategy: SchedulingStrategy, rng: random.Random | None) -> TaskClaimer:
+        return create_claimer(sql_module, strategy, rng)
+
+    def enqueue_logged(
+        self, writer: RawWriter, params: dict[str, Any], details: str, notify: bool
+    ) -> int | None:
+        # One statement in autocommit, i.e. one round trip (ENQUEUE_LOGGED_SQL says how).
+        with writer.statement() as cursor:
+            cursor.execute(
+                self._enqueue_logged_sql, {**params, "details": details, "notify": notify}
+            )
+            inserted = cursor.fetchone()
+        return None if inserted is None else int(inserted[0])
 
     def notify_new_tasks(self, conn: Connection) -> None:
         # Delivered at commit; PostgreSQL folds identical notifications of one transaction.
@@ -106,13 +141,65 @@ class PostgresBackend:
             {"table": table, "column": column},
         )
 
+    # --- maintenance ---
+
+    def periodic_maintenance(self) -> frozenset[str]:
+        # The server checkpoints its own WAL, and autovacuum keeps statistics fresh.
+        return frozenset()
+
+    def database_file(self, engine: Engine) -> Path | None:
+        return None
+
+    def analyze(self, engine: Engine) -> str:
+        with _autocommit(engine) as conn:
+            conn.exec_driver_sql(f"ANALYZE {', '.join(QUEUE_TABLES)}")
+        return "analyze: ANALYZE done"
+
+    def optimize(self, engine: Engine) -> str:
+        return "optimize: nothing to do on PostgreSQL (autovacuum analyses)"
+
+    def vacuum(self, engine: Engine) -> None:
+        with _autocommit(engine) as conn:
+            conn.exec_driver_sql(f"VACUUM (ANALYZE) {', '.join(QUEUE_TABLES)}")
+
+    def storage_bytes(self, engine: Engine) -> int:
+        """The on-disk size of the queue's tables, their indexes and TOAST."""
+        sizes = " + ".join(f"pg_total_relation_size('{table}')" for table in QUEUE_TABLES)
+        with engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT {sizes}")).scalar_one())
+
+    def storage_lines(self, engine: Engine) -> list[str]:
+        return [f"queue tables  {self.storage_bytes(engine)} bytes"]
+
+    def wal_bytes(self, engine: Engine) -> int:
+        return 0  # no queue-owned WAL file
+
+    def wal_checkpoint(self, engine: Engine, mode: str) -> tuple[bool, int, int]:
+        raise NotSupportedOnBackend(POSTGRESQL_CHECKPOINT_MESSAGE)
+
+
+def _autocommit(engine: Engine) -> Connection:
+    """A connection outside a transaction block (VACUUM refuses to run inside one)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
 
 class _ListenWaiter:
-    """LISTEN on a connection of its own; falls back to plain sleeping when that fails."""
+    """LISTEN on a connection of its own; falls back to plain sleeping when that fails.
+
+    ``wait`` blocks on the socket, so it runs in a thread of its own (``in_loop`` is False).
+    :meth:`wake` takes effect at once when no wait is blocked; a wait already blocked ends at
+    the next notification or its timeout.
+    """
+
+    in_loop = False
 
     def __init__(self, engine: Engine) -> None:
         self._url = engine.url
         self._conn: Any = None
+        self._woken = threading.Event()
+
+    def wake(self) -> None:
+        self._woken.set()
 
     def _connect(self) -> Any:
         import psycopg
@@ -132,6 +219,9 @@ class _ListenWaiter:
         return conn
 
     def wait(self, timeout: float) -> bool:
+        if self._woken.is_set():
+            self._woken.clear()
+            return True
         started = time.monotonic()
         try:
             if self._conn is None:

@@ -1,25 +1,35 @@
-"""SQLite: one file in WAL mode, every write transaction started with BEGIN IMMEDIATE."""
+"""SQLite: one file in WAL mode, every write transaction started with BEGIN IMMEDIATE.
+
+The dialect's SQL is in :mod:`queue_core.dialects.sqlite_sql`; the hot path keeps one DBAPI
+connection per engine (:class:`queue_core.dialects.connections.KeptConnection`).
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 import sqlite3
 import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Insert, Table, event, text
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from queue_core.errors import UnsupportedDatabase
+from queue_core.dialects import JOB_CHECKPOINT, JOB_OPTIMIZE, READ_ONLY_OPTION
+from queue_core.dialects import sqlite_sql as sql_module
+from queue_core.dialects.claiming import TaskClaimer, create_claimer
+from queue_core.dialects.connections import RawWriter, kept_for
+from queue_core.errors import DatabaseUnavailable, NotSupportedOnBackend, UnsupportedDatabase
 from queue_core.settings import (
     SQLITE_CACHE_SIZE_KIB,
     SQLITE_JOURNAL_SIZE_LIMIT_BYTES,
@@ -27,11 +37,9 @@ from queue_core.settings import (
     SQLITE_WAL_AUTOCHECKPOINT_PAGES,
     QueueSettings,
 )
+from queue_core.states import SchedulingStrategy
 
 log = logging.getLogger("prismq.queue.sqlite")
-
-READ_ONLY_OPTION = "prismq_read_only"
-"""Execution option: a connection carrying it begins a deferred (read) transaction."""
 
 # drvfs and 9p are how WSL mounts Windows drives; the rest are network or cluster file systems.
 NETWORK_FILESYSTEMS = frozenset(
@@ -91,12 +99,15 @@ def _unescape_mount_field(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-class SqliteBackend:
+class SqliteDialect:
     name = "sqlite"
+    sql = sql_module
 
     def __init__(self) -> None:
         # Wakes workers of this process at once when this process enqueues.
         self._local_wakeups: weakref.WeakSet[_DataVersionWaiter] = weakref.WeakSet()
+        self._enqueue_sql = sql_module.dbapi_sql(sql_module.ENQUEUE_SQL)
+        self._insert_log_sql = sql_module.dbapi_sql(sql_module.INSERT_LOG_SQL)
 
     def create_engine(self, url: str, settings: QueueSettings) -> Engine:
         check_sqlite_version()
@@ -123,11 +134,36 @@ class SqliteBackend:
         _install_pragmas(engine, busy_ms)
         return engine
 
-    def insert_ignoring_key_conflict(self, table: Table) -> Insert:
-        return sqlite_insert(table).on_conflict_do_nothing(
-            index_elements=["idempotency_key"],
-            index_where=text("idempotency_key IS NOT NULL"),
-        )
+    def raw_writer(self, engine: Engine) -> RawWriter:
+        # One kept connection per engine: writes are serialised by SQLite anyway (connections.py).
+        return RawWriter(engine, self, kept=kept_for(engine))
+
+    def claimer(self, strategy: SchedulingStrategy, rng: random.Random | None) -> TaskClaimer:
+        return create_claimer(sql_module, strategy, rng)
+
+    def enqueue_logged(
+        self, writer: RawWriter, params: dict[str, Any], details: str, notify: bool
+    ) -> int | None:
+        # No data-modifying CTEs in SQLite, and its transactions cost no round trips: the row
+        # and its log row are two statements of one BEGIN IMMEDIATE transaction.
+        with writer.transaction() as cursor:
+            cursor.execute(self._enqueue_sql, params)
+            inserted = cursor.fetchone()
+            if inserted is None:
+                return None
+            cursor.execute(
+                self._insert_log_sql,
+                {
+                    "task_id": inserted[0],
+                    "at_utc": params["now"],
+                    "level": "INFO",
+                    "message": "enqueued",
+                    "details": details,
+                },
+            )
+            if notify:
+                self.notify_new_tasks_raw(cursor)
+        return int(inserted[0])
 
     def notify_new_tasks(self, conn: Connection) -> None:
         self.notify_new_tasks_locally()
@@ -165,6 +201,101 @@ class SqliteBackend:
 
     def reset_id_sequence(self, conn: Connection, table: str, column: str) -> None:
         """Nothing to do: an AUTOINCREMENT table's sqlite_sequence follows explicit ids."""
+
+    # --- maintenance ---
+
+    def periodic_maintenance(self) -> frozenset[str]:
+        # The WAL file is ours to keep small, and PRAGMA optimize is cheap.
+        return frozenset({JOB_CHECKPOINT, JOB_OPTIMIZE})
+
+    def database_file(self, engine: Engine) -> Path | None:
+        """The database file; maintenance on in-memory databases makes no sense."""
+        database = engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            raise NotSupportedOnBackend(
+                f"{engine.url.render_as_string(hide_password=True)} is not an SQLite database file"
+            )
+        return Path(database)
+
+    def _file_sizes(self, engine: Engine) -> tuple[int, int]:
+        path = self.database_file(engine)
+        assert path is not None
+        return file_size(path), file_size(path.with_name(path.name + "-wal"))
+
+    def analyze(self, engine: Engine) -> str:
+        with raw_sqlite(engine, self) as conn:
+            _in_write_transaction(conn, "ANALYZE", "PRAGMA optimize")
+        return "analyze: ANALYZE and PRAGMA optimize done"
+
+    def optimize(self, engine: Engine) -> str:
+        with raw_sqlite(engine, self) as conn:
+            _in_write_transaction(conn, "PRAGMA optimize")
+        return "optimize: PRAGMA optimize done"
+
+    def vacuum(self, engine: Engine) -> None:
+        # VACUUM rewrites the file through the WAL: a TRUNCATE checkpoint brings it back to 0.
+        with raw_sqlite(engine, self) as conn:
+            conn.execute("VACUUM")
+        self.wal_checkpoint(engine, "truncate")
+
+    def storage_bytes(self, engine: Engine) -> int:
+        return sum(self._file_sizes(engine))
+
+    def storage_lines(self, engine: Engine) -> list[str]:
+        database_bytes, wal_bytes = self._file_sizes(engine)
+        return [f"database  {database_bytes} bytes", f"wal       {wal_bytes} bytes"]
+
+    def wal_bytes(self, engine: Engine) -> int:
+        return self._file_sizes(engine)[1]
+
+    def wal_checkpoint(self, engine: Engine, mode: str) -> tuple[bool, int, int]:
+        if mode.upper() not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(f"unknown checkpoint mode {mode!r}")
+        with raw_sqlite(engine, self) as conn:
+            busy, log_frames, checkpointed = conn.execute(
+                f"PRAGMA wal_checkpoint({mode.upper()})"
+            ).fetchone()
+        return bool(busy), int(log_frames), int(checkpointed)
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+@contextmanager
+def raw_sqlite(engine: Engine, dialect: SqliteDialect) -> Iterator[sqlite3.Connection]:
+    """A pooled sqlite3 connection outside any transaction (checkpoint and VACUUM need that).
+
+    It carries the engine's PRAGMAs (WAL, busy_timeout, foreign_keys). Busy errors become
+    :class:`DatabaseUnavailable`, as they do for the repositories.
+    """
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.driver_connection
+        assert isinstance(conn, sqlite3.Connection)
+        try:
+            yield conn
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            if dialect.is_unavailable(exc):
+                raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+            raise
+    finally:
+        pooled.close()
+
+
+def _in_write_transaction(conn: sqlite3.Connection, *statements: str) -> None:
+    # ANALYZE reads the tables, then writes sqlite_stat1. Run as a deferred transaction it
+    # fails with SQLITE_BUSY at once, whatever busy_timeout says, when another process
+    # commits in between (seen with four workers starting together): take the lock first.
+    conn.execute("BEGIN IMMEDIATE")
+    for statement in statements:
+        conn.execute(statement)
+    conn.execute("COMMIT")
 
 
 def _install_pragmas(engine: Engine, busy_ms: int) -> None:
@@ -204,6 +335,8 @@ def _install_pragmas(engine: Engine, busy_ms: int) -> None:
 
 class _DataVersionWaiter:
     """Sleeps until another connection commits (PRAGMA data_version) or this process enqueues."""
+
+    in_loop = True  # polling data_version is cheap enough for the worker's own loop
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine

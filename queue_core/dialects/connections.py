@@ -8,14 +8,15 @@ claim or completion. The hot path therefore keeps one DBAPI connection per Lease
 the same raw SQL on it, and converts values itself. Nothing else changes: SQLite still starts
 each write with ``BEGIN IMMEDIATE``, each claim is one statement, every transition writes its
 task_logs row in the same transaction, and driver errors are translated as
-:meth:`Database.write` does (``DatabaseUnavailable``, ``SchemaMissing``).
+:meth:`queue_core.database.Database.write` does (``DatabaseUnavailable``, ``SchemaMissing``).
 
-On SQLite the connection is kept: one per Database, shared by every LeaseRepository on it,
+On SQLite the connection is kept: one per engine, shared by every repository on it,
 behind a lock. Writes are serialised by the database anyway; queueing them in-process spares
 the busy handler's sleeps, and the pool's checkout and reset (~0.1 ms each way) are paid once.
-It is closed when the engine is disposed. On PostgreSQL, where writes do run in parallel,
-each transaction takes a connection of its own from a small stack of idle ones that the hot
-path keeps checked out of the pool (``KEEP_CONNECTION`` in the dialect module). Checking one
+It is closed when the engine is disposed (:class:`KeptConnection`, which the SQLite dialect
+gives its writer). On PostgreSQL, where writes do run in parallel, each transaction takes a
+connection of its own from a small stack of idle ones that the hot path keeps checked out of
+the pool (:class:`IdleConnections`, the PostgreSQL dialect's choice). Checking one
 out of SQLAlchemy's pool and back costs two round trips (the pre-ping and the reset), as much
 as the statement itself; a kept connection is pinged only after it sat idle for
 ``PG_PING_AFTER_IDLE_SECONDS``, so a server restart still costs no failed call once the
@@ -31,18 +32,16 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 
-from queue_core.claim import postgresql as postgresql_sql
-from queue_core.claim import sqlite as sqlite_sql
-from queue_core.database import Database
 from queue_core.errors import DatabaseUnavailable, SchemaMissing
 from queue_core.settings import PG_PING_AFTER_IDLE_SECONDS
 
-DIALECT_SQL: dict[str, ModuleType] = {"sqlite": sqlite_sql, "postgresql": postgresql_sql}
+if TYPE_CHECKING:
+    from queue_core.dialects import Dialect
 
 
 def _close_quietly(connection: Any) -> None:
@@ -60,14 +59,14 @@ def _close_for_good(connection: Any) -> None:
     _close_quietly(connection)
 
 
-class _KeptConnection:
-    """The one connection a Database keeps for the hot path (SQLite), and its lock."""
+class KeptConnection:
+    """The one connection an engine keeps for the hot path (SQLite), and its lock."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.lock = threading.Lock()
         self.owner: int | None = None  # the thread inside a transaction, if any
         self.connection: Any = None
-        event.listen(db.engine, "engine_disposed", self._on_dispose)
+        event.listen(engine, "engine_disposed", self._on_dispose)
 
     def _on_dispose(self, engine: Any) -> None:
         self.close()
@@ -79,30 +78,29 @@ class _KeptConnection:
                 self.connection = None
 
 
-_kept_by_database: weakref.WeakKeyDictionary[Database, _KeptConnection] = (
-    weakref.WeakKeyDictionary()
-)
+_kept_by_engine: weakref.WeakKeyDictionary[Engine, KeptConnection] = weakref.WeakKeyDictionary()
 _kept_lock = threading.Lock()
 
 
-def _kept_for(db: Database) -> _KeptConnection:
+def kept_for(engine: Engine) -> KeptConnection:
+    """The engine's one kept connection (shared by every writer on it)."""
     with _kept_lock:
-        kept = _kept_by_database.get(db)
+        kept = _kept_by_engine.get(engine)
         if kept is None:
-            kept = _kept_by_database[db] = _KeptConnection(db)
+            kept = _kept_by_engine[engine] = KeptConnection(engine)
         return kept
 
 
-class _IdleConnections:
+class IdleConnections:
     """Connections the hot path keeps checked out between transactions (PostgreSQL)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.lock = threading.Lock()
         self.idle: list[tuple[Any, float]] = []  # (connection, when it was last given back)
-        size = getattr(db.engine.pool, "size", None)
+        size = getattr(engine.pool, "size", None)
         self.limit = max(1, size()) if callable(size) else 1
-        self.ping = db.engine.dialect.do_ping
-        event.listen(db.engine, "engine_disposed", self._on_dispose)
+        self.ping = engine.dialect.do_ping
+        event.listen(engine, "engine_disposed", self._on_dispose)
 
     def take(self, checkout: Any) -> Any:
         while True:
@@ -140,34 +138,41 @@ class _IdleConnections:
             _close_for_good(connection)
 
 
-_idle_by_database: weakref.WeakKeyDictionary[Database, _IdleConnections] = (
-    weakref.WeakKeyDictionary()
-)
+_idle_by_engine: weakref.WeakKeyDictionary[Engine, IdleConnections] = weakref.WeakKeyDictionary()
 
 
-def _idle_for(db: Database) -> _IdleConnections:
+def idle_for(engine: Engine) -> IdleConnections:
+    """The engine's stack of idle kept connections (shared by every writer on it)."""
     with _kept_lock:
-        idle = _idle_by_database.get(db)
+        idle = _idle_by_engine.get(engine)
         if idle is None:
-            idle = _idle_by_database[db] = _IdleConnections(db)
+            idle = _idle_by_engine[engine] = IdleConnections(engine)
         return idle
 
 
 class RawWriter:
     """Write transactions on DBAPI connections of the engine; thread-safe. Cheap to create:
-    every RawWriter of a Database shares its kept connection."""
+    every RawWriter of an engine shares its kept connections. Built by the dialect
+    (:meth:`queue_core.dialects.Dialect.raw_writer`), which gives it either one kept
+    connection (``kept``) or a stack of idle ones (``idle``)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.sql: ModuleType = DIALECT_SQL[db.dialect]
+    def __init__(
+        self,
+        engine: Engine,
+        dialect: Dialect,
+        *,
+        kept: KeptConnection | None = None,
+        idle: IdleConnections | None = None,
+    ) -> None:
+        if (kept is None) == (idle is None):
+            raise ValueError("a RawWriter needs exactly one of kept and idle")
+        self.engine = engine
+        self.dialect = dialect
+        self.sql: ModuleType = dialect.sql
         self._insert_log_sql = self.sql.dbapi_sql(self.sql.INSERT_LOG_SQL)
-        self._kept = _kept_for(db) if self.sql.KEEP_CONNECTION else None
-        self._idle = None if self.sql.KEEP_CONNECTION else _idle_for(db)
-        self._dbapi_error: type[Exception] = db.engine.dialect.loaded_dbapi.Error
-
-    @classmethod
-    def for_database(cls, db: Database) -> RawWriter:
-        return cls(db)
+        self._kept = kept
+        self._idle = idle
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -225,7 +230,7 @@ class RawWriter:
 
     def _checkout(self) -> Any:
         try:
-            return self.db.engine.raw_connection()
+            return self.engine.raw_connection()
         except DBAPIError as exc:
             raise self._translate(exc.orig or exc, exc, None) from exc
         except self._dbapi_error as exc:
@@ -275,10 +280,10 @@ class RawWriter:
     def _translate(
         self, error: BaseException, wrapped: DBAPIError | None, connection: Any
     ) -> Exception:
-        backend = self.db.backend
-        if backend.is_missing_schema(error):
-            return SchemaMissing(self.db.safe_url)
-        if backend.is_unavailable(error):
+        dialect = self.dialect
+        if dialect.is_missing_schema(error):
+            return SchemaMissing(self.engine.url.render_as_string(hide_password=True))
+        if dialect.is_unavailable(error):
             if connection is not None and connection.is_valid:
                 # Busy or gone: either way the next transaction starts on a fresh connection.
                 connection.invalidate()
@@ -290,7 +295,7 @@ class RawWriter:
         return translated if isinstance(translated, Exception) else RuntimeError(str(error))
 
     def close(self) -> None:
-        """Close the Database's kept connections (the next transaction opens another)."""
+        """Close the engine's kept connections (the next transaction opens another)."""
         if self._kept is not None:
             self._kept.close()
         if self._idle is not None:

@@ -1,4 +1,4 @@
-"""The SQLite claim statements, one per strategy.
+"""SQLite's SQL: the claim statements, one per strategy, and the hot path's statements.
 
 Why they are shaped this way:
 
@@ -144,7 +144,7 @@ CLAIM_SQL = {
     SchedulingStrategy.PRIORITY: _claim(
         "ix_task_queue_due_priority", "t.priority, t.run_after_utc, t.id"
     ),
-    # Smallest race key first; see queue_core/claim/weighted.py for why this is exact.
+    # Smallest race key first; see queue_core/dialects/weighted.py for why this is exact.
     SchedulingStrategy.WEIGHTED_RANDOM: _claim(
         "ix_task_queue_due_weighted", "t.wr_key", extra="\n      AND t.wr_key IS NOT NULL"
     ),
@@ -187,10 +187,7 @@ LIMIT :limit
 """
 
 
-# --- the DBAPI side of the hot path (queue_core/claim/raw.py) ---
-
-# One kept connection per Database for claims and completions (claim/raw.py).
-KEEP_CONNECTION = True
+# --- the DBAPI side of the hot path (queue_core/dialects/connections.py) ---
 
 # Completion, guarded like every transition: the row must still be leased by this holder.
 COMPLETE_SQL = """
@@ -241,11 +238,6 @@ def insert_many(cursor: Any, statement: str, rows: Sequence[dict[str, Any]]) -> 
         raise RuntimeError(f"inserted {cursor.rowcount} of {len(rows)} rows")
     last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
     return list(range(last - len(rows) + 1, last + 1))
-
-
-# SQLite has no data-modifying CTEs, and its transactions cost no round trips: enqueue runs
-# ENQUEUE_SQL and INSERT_LOG_SQL in one BEGIN IMMEDIATE transaction instead.
-ENQUEUE_LOGGED_SQL = None
 
 
 TASK_COLUMNS = """id, type, status, priority, attempts, max_attempts, payload, compatibility,

@@ -1,0 +1,173 @@
+"""The one seam between SQLite and PostgreSQL: a :class:`Dialect` per backend.
+
+Everything that differs between the two databases lives behind a Dialect: how the engine is
+built and tuned, how a write transaction starts and which connection it runs on, the claim
+statement of each strategy, enqueue, how new work is announced and waited for, how driver
+errors are classified, and the maintenance operations. Each dialect keeps its SQL in a named
+module of its own (``sqlite_sql.py``, ``postgresql_sql.py``), commented with its reasons.
+
+Nothing outside this package asks which database it runs on (``tests/test_dialect_seam.py``
+checks it): it calls a Dialect method instead. This package never imports
+:mod:`queue_core.database` (which owns an engine and its Dialect); its methods take the engine
+or a DBAPI cursor they work on.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import make_url
+
+from queue_core.errors import UnsupportedDatabase
+from queue_core.settings import QueueSettings
+from queue_core.states import SchedulingStrategy
+
+if TYPE_CHECKING:
+    from queue_core.dialects.claiming import TaskClaimer
+    from queue_core.dialects.connections import RawWriter
+
+READ_ONLY_OPTION = "prismq_read_only"
+"""Execution option: a connection carrying it begins a read transaction (deferred on SQLite)."""
+
+JOB_CHECKPOINT = "checkpoint"
+JOB_OPTIMIZE = "optimize"
+
+
+class TaskWaiter(Protocol):
+    """What an idle worker sleeps on until new work may be there."""
+
+    in_loop: bool
+    """True when ``wait`` is cheap enough to call on the worker's own loop (SQLite polls
+    ``data_version``); False when it blocks on a socket (LISTEN) and belongs in a thread."""
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until new work may be there, :meth:`wake` is called, or the timeout passes.
+        True when woken."""
+
+    def wake(self) -> None:
+        """End the current (or the next) ``wait`` early; any thread may call it."""
+
+    def close(self) -> None: ...
+
+
+class Dialect(Protocol):
+    name: str
+    """For messages and logs. Never compared outside this package: add a method instead."""
+
+    @property
+    def sql(self) -> ModuleType:
+        """The dialect's statements (``sqlite_sql`` or ``postgresql_sql``)."""
+
+    # --- engine and connections ---
+
+    def create_engine(self, url: str, settings: QueueSettings) -> Engine:
+        """Build and tune the engine: pooling, session settings, transaction start."""
+
+    def raw_writer(self, engine: Engine) -> RawWriter:
+        """The hot path's write transactions on DBAPI connections kept for the engine."""
+
+    def is_unavailable(self, error: BaseException) -> bool:
+        """True for errors worth retrying: busy beyond the timeout, connection lost."""
+
+    def is_missing_schema(self, error: BaseException) -> bool:
+        """True when the queue tables do not exist."""
+
+    # --- queue operations ---
+
+    def claimer(self, strategy: SchedulingStrategy, rng: random.Random | None) -> TaskClaimer:
+        """The claim of ``strategy`` (one statement; weighted_random also keeps its clock)."""
+
+    def enqueue_logged(
+        self, writer: RawWriter, params: dict[str, Any], details: str, notify: bool
+    ) -> int | None:
+        """Insert one task, its "enqueued" log row (``details``: JSON text) and, when
+        ``notify``, the wake-up of sleeping workers, atomically. Returns the new id, or None
+        when the idempotency key exists already (nothing written)."""
+
+    def notify_new_tasks(self, conn: Connection) -> None:
+        """Announce committed work to sleeping workers (no-op where nothing listens)."""
+
+    def notify_new_tasks_raw(self, cursor: Any) -> None:
+        """The same on a DBAPI cursor, for the hot paths' raw transactions."""
+
+    def new_task_waiter(self, engine: Engine) -> TaskWaiter:
+        """An object an idle worker sleeps on until new work may be there."""
+
+    def reset_id_sequence(self, conn: Connection, table: str, column: str) -> None:
+        """After rows were inserted with explicit ids: the next generated id follows them."""
+
+    # --- maintenance ---
+
+    def periodic_maintenance(self) -> frozenset[str]:
+        """The scheduled jobs this database needs besides sweep and purge
+        (``JOB_CHECKPOINT``, ``JOB_OPTIMIZE``)."""
+
+    def database_file(self, engine: Engine) -> Path | None:
+        """The database file, or None for a server database (no file to back up)."""
+
+    def analyze(self, engine: Engine) -> str:
+        """Refresh planner statistics of the queue tables; a one-line summary."""
+
+    def optimize(self, engine: Engine) -> str:
+        """The cheap statistics refresh the scheduler runs; a one-line summary."""
+
+    def vacuum(self, engine: Engine) -> None:
+        """Give the space of deleted rows back."""
+
+    def storage_bytes(self, engine: Engine) -> int:
+        """The queue's size on disk (SQLite: file and WAL; PostgreSQL: the queue tables)."""
+
+    def storage_lines(self, engine: Engine) -> list[str]:
+        """The sizes ``maintenance status`` prints, one line each."""
+
+    def wal_bytes(self, engine: Engine) -> int:
+        """The size of the queue's own WAL file (0 where the server owns its WAL)."""
+
+    def wal_checkpoint(self, engine: Engine, mode: str) -> tuple[bool, int, int]:
+        """Checkpoint the WAL (``mode``: passive, full, restart, truncate): (busy, frames in
+        the log, frames checkpointed). Raises NotSupportedOnBackend where the server
+        checkpoints its own WAL."""
+
+
+def dialect_for(url: str) -> Dialect:
+    dialect_name = make_url(url).get_backend_name()
+    factory = _DIALECTS.get(dialect_name)
+    if factory is None:
+        raise UnsupportedDatabase(
+            f"unsupported database {dialect_name!r}: use sqlite:/// or postgresql+psycopg://"
+        )
+    return factory()
+
+
+def _sqlite() -> Dialect:
+    from queue_core.dialects.sqlite import SqliteDialect
+
+    return SqliteDialect()
+
+
+def _postgresql() -> Dialect:
+    from queue_core.dialects.postgresql import PostgresDialect
+
+    return PostgresDialect()
+
+
+# "postgres" is the scheme Heroku-style URLs use; normalise_url maps it to psycopg 3.
+_DIALECTS: dict[str, Callable[[], Dialect]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+    "postgres": _postgresql,
+}
+
+__all__ = [
+    "JOB_CHECKPOINT",
+    "JOB_OPTIMIZE",
+    "READ_ONLY_OPTION",
+    "Dialect",
+    "TaskWaiter",
+    "dialect_for",
+]
