@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -10,8 +11,34 @@ Clock = Callable[[], datetime]
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+CLOCK_OFFSET_ENV = "PRISMQ_QUEUE_TEST_CLOCK_OFFSET_SECONDS"
+"""Test hook: seconds added to every "now" of this process (a host whose clock is off).
+
+The scale-out test bed (benchmarks/scaleout.py) sets it on one host's workers to measure
+clock skew between worker hosts. Not for production; it is read once, at import."""
+
+
+def _offset_from_environment() -> timedelta:
+    raw = os.environ.get(CLOCK_OFFSET_ENV, "").strip()
+    if not raw:
+        return timedelta(0)
+    try:
+        return timedelta(seconds=float(raw))
+    except ValueError as exc:
+        raise ValueError(f"{CLOCK_OFFSET_ENV} must be a number of seconds, not {raw!r}") from exc
+
+
+_OFFSET = _offset_from_environment()
+
+if _OFFSET:
+
+    def utcnow() -> datetime:
+        return datetime.now(timezone.utc) + _OFFSET
+
+else:
+
+    def utcnow() -> datetime:
+        return datetime.now(timezone.utc)
 
 
 class TimeOutOfRange(ValueError):

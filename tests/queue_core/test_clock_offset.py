@@ -1,0 +1,36 @@
+"""The clock-offset test hook (PRISMQ_QUEUE_TEST_CLOCK_OFFSET_SECONDS) moves a process's now."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from queue_core.clock import CLOCK_OFFSET_ENV
+
+PROBE = (
+    "import time; from queue_core.clock import utcnow; print(utcnow().timestamp() - time.time())"
+)
+
+
+def _offset_seen(value: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != CLOCK_OFFSET_ENV}
+    if value is not None:
+        env[CLOCK_OFFSET_ENV] = value
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_offset_moves_now_and_is_off_by_default() -> None:
+    fast = _offset_seen("2.5")
+    assert fast.returncode == 0, fast.stderr
+    assert 2.4 < float(fast.stdout) < 2.6
+    plain = _offset_seen(None)
+    assert abs(float(plain.stdout)) < 0.1
+
+
+def test_a_bad_offset_is_refused() -> None:
+    bad = _offset_seen("two")
+    assert bad.returncode != 0
+    assert CLOCK_OFFSET_ENV in bad.stderr
