@@ -64,7 +64,7 @@ def claim_statement() -> str:
     from queue_core.states import STRATEGY_DEFAULT
 
     try:  # where the dialect seam lives since issue 11 A, else where it was before
-        pg = importlib.import_module("queue_core.dialects.postgresql")
+        pg = importlib.import_module("queue_core.dialects.postgresql_sql")
     except ImportError:
         pg = importlib.import_module("queue_core.claim.postgresql")
     return str(pg.dbapi_sql(pg.CLAIM_SQL[STRATEGY_DEFAULT]))
