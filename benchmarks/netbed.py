@@ -43,6 +43,8 @@ DB_ADDRESS = f"{SUBNET}.1"
 HOST_ADDRESS_BASE = 11
 PG_PORT = 5432
 DB_NAME = "bench"
+PGBOUNCER_PORT = 6432
+PGBOUNCER = "pgbouncer"
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 PG_USER = "postgres"
 START_TIMEOUT_SECONDS = 60.0
@@ -152,6 +154,7 @@ class NetBed:
         self.pgdata = self.workdir / "pgdata"
         self.logs = self.workdir / "logs"
         self._postgres: subprocess.Popen[bytes] | None = None
+        self._pgbouncer: subprocess.Popen[bytes] | None = None
         self._closed = False
         atexit.register(self.close)
 
@@ -263,6 +266,49 @@ class NetBed:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    # --- PgBouncer ---
+
+    def start_pgbouncer(self, pool_mode: str = "transaction", pool_size: int = 4) -> str:
+        """A PgBouncer on the db host in front of the cluster; returns the workers' URL."""
+        binary = shutil.which(PGBOUNCER) or shutil.which(PGBOUNCER, path="/usr/sbin")
+        if binary is None:
+            raise RuntimeError("pgbouncer is not installed")
+        conf = self.workdir / "pgbouncer.ini"
+        (self.workdir / "userlist.txt").write_text(f'"{PG_USER}" ""\n')
+        conf.write_text(
+            "\n".join(
+                [
+                    "[databases]",
+                    f"{DB_NAME} = host={self.workdir} port={PG_PORT} dbname={DB_NAME}",
+                    "[pgbouncer]",
+                    f"listen_addr = {DB_ADDRESS}",
+                    f"listen_port = {PGBOUNCER_PORT}",
+                    f"unix_socket_dir = {self.workdir}",
+                    "auth_type = trust",
+                    f"auth_file = {self.workdir / 'userlist.txt'}",
+                    f"pool_mode = {pool_mode}",
+                    f"default_pool_size = {pool_size}",
+                    "max_client_conn = 500",
+                    f"admin_users = {PG_USER}",
+                    "ignore_startup_parameters = extra_float_digits,options",
+                    f"pidfile = {self.workdir / 'pgbouncer.pid'}",
+                    "",
+                ]
+            )
+        )
+        for path in (conf, self.workdir / "userlist.txt"):
+            shutil.chown(path, user=PG_USER)
+        args = ["ip", "netns", "exec", self.db_ns, "runuser", "-u", PG_USER, "--", binary]
+        log = (self.logs / "pgbouncer.log").open("wb")
+        self._pgbouncer = subprocess.Popen([*args, str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not (self.workdir / f".s.PGSQL.{PGBOUNCER_PORT}").exists():
+            if self._pgbouncer.poll() is not None or time.monotonic() > deadline:
+                log_text = (self.logs / "pgbouncer.log").read_text(errors="replace")
+                raise RuntimeError("PgBouncer did not start: " + log_text[-2000:])
+            time.sleep(0.1)
+        return f"postgresql+psycopg://{PG_USER}@{DB_ADDRESS}:{PGBOUNCER_PORT}/{DB_NAME}"
+
     # --- running things on hosts ---
 
     def spawn(
@@ -355,6 +401,10 @@ class NetBed:
         self._closed = True
         with contextlib.suppress(Exception):
             self.stop_processes(timeout=5.0)
+        if self._pgbouncer is not None and self._pgbouncer.poll() is None:
+            self._pgbouncer.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._pgbouncer.wait(10)
         if self._postgres is not None:
             self._stop_postgres(self._postgres)
         for ns in (*(h.netns for h in self.hosts), self.db_ns, self.bridge_ns):

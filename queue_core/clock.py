@@ -75,6 +75,36 @@ def from_micros(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
+class DatabaseClock:
+    """Now in the database's time: this host's clock plus its measured offset to the database.
+
+    Worker hosts' clocks disagree. Every lease time is written and compared by whichever
+    process does it, so a host whose clock is ahead sees the others' leases expire early and
+    recovers them while their workers still run them (measured in docs/scale-out.md: a host
+    2 s fast against 2 s leases re-ran a third of the tasks). Reading every "now" in the
+    database's time removes that: :meth:`sync` measures the offset with one round trip
+    (the server's time against the midpoint of the request, so the error is at most half the
+    round trip), and the worker calls it again at every heartbeat to follow clock jumps.
+    """
+
+    def __init__(
+        self, read_database_now: Callable[[], datetime], base: Clock | None = None
+    ) -> None:
+        self._read = read_database_now
+        self._base = base or utcnow
+        self.offset = timedelta(0)
+
+    def sync(self) -> timedelta:
+        before = self._base()
+        server = ensure_utc(self._read())
+        after = self._base()
+        self.offset = server - (before + (after - before) / 2)
+        return self.offset
+
+    def __call__(self) -> datetime:
+        return self._base() + self.offset
+
+
 class ManualClock:
     """A clock that only moves when told to; for tests and simulations."""
 

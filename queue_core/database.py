@@ -6,14 +6,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import DBAPIError
 
 from queue_core.dialects import READ_ONLY_OPTION, Dialect, TaskWaiter, dialect_for
 from queue_core.dialects.connections import RawWriter
 from queue_core.errors import DatabaseUnavailable, SchemaMissing
 from queue_core.settings import QueueSettings, resolve_database_url
+from queue_core.types import utc_now_default
 
 
 class Database:
@@ -64,6 +66,12 @@ class Database:
             if self.dialect.is_unavailable(exc):
                 raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
             raise
+
+    def now(self) -> datetime:
+        """The database server's clock (``now()`` on PostgreSQL), for :class:`DatabaseClock`."""
+        with self.read() as conn:
+            value: datetime = conn.execute(select(utc_now_default())).scalar_one()
+        return value
 
     def new_task_waiter(self) -> TaskWaiter:
         return self.dialect.new_task_waiter(self.engine)

@@ -59,6 +59,8 @@ SQLITE_MIN_VERSION = (3, 35, 0)  # UPDATE ... RETURNING
 
 # --- PostgreSQL pool ---
 PG_POOL_SIZE = 5
+# Server-side prepared statements; switch off behind PgBouncer < 1.21 in transaction mode.
+PG_PREPARED_STATEMENTS_DEFAULT = True
 PG_MAX_OVERFLOW = 10
 PG_POOL_TIMEOUT_SECONDS = 30.0
 PG_NOTIFY_CHANNEL = "prismq_queue_new_task"
@@ -120,6 +122,7 @@ class QueueSettings(BaseSettings):
     json_max_depth: int = Field(default=JSON_MAX_DEPTH_DEFAULT, ge=1)
     sqlite_busy_timeout_ms: int = Field(default=SQLITE_BUSY_TIMEOUT_MS, ge=0)
     pg_pool_size: int = Field(default=PG_POOL_SIZE, ge=1)
+    pg_prepared_statements: bool = PG_PREPARED_STATEMENTS_DEFAULT
     worker_stale_after_seconds: float = Field(default=WORKER_STALE_AFTER_SECONDS, gt=0)
     retry_base_seconds: float = Field(default=RETRY_BASE_SECONDS, ge=0)
     retry_cap_seconds: float = Field(default=RETRY_CAP_SECONDS, ge=0)

@@ -87,6 +87,11 @@ class PostgresDialect:
             pool_pre_ping=True,
             json_serializer=lambda value: orjson.dumps(value).decode(),
             json_deserializer=orjson.loads,
+            # psycopg prepares a statement on the server after a few executions. Behind a
+            # pooler in transaction mode (PgBouncer before 1.21) the next transaction may
+            # run on another server connection, where it does not exist: "prepared
+            # statement _pg3_N does not exist" (docs/scale-out.md#pgbouncer).
+            connect_args={} if settings.pg_prepared_statements else {"prepare_threshold": None},
         )
 
     def raw_writer(self, engine: Engine) -> RawWriter:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
-from queue_core.clock import CLOCK_OFFSET_ENV
+from queue_core.clock import CLOCK_OFFSET_ENV, DatabaseClock, ManualClock, utcnow
+from queue_core.database import Database
 
 PROBE = (
     "import time; from queue_core.clock import utcnow; print(utcnow().timestamp() - time.time())"
@@ -34,3 +36,16 @@ def test_a_bad_offset_is_refused() -> None:
     bad = _offset_seen("two")
     assert bad.returncode != 0
     assert CLOCK_OFFSET_ENV in bad.stderr
+
+
+def test_database_clock_follows_the_database_not_the_host(db: Database) -> None:
+    """A host clock 2 s fast (or years off) reads the database's time once synced."""
+    for skew in (2.0, -2.0, 86_400.0 * 400):
+        host = ManualClock(utcnow() + timedelta(seconds=skew))
+        clock = DatabaseClock(db.now, base=host)
+        assert abs(clock() - host()) < timedelta(seconds=0.001)  # not synced yet
+        offset = clock.sync()
+        assert abs(offset.total_seconds() + skew) < 1.0
+        assert abs((clock() - db.now()).total_seconds()) < 1.0
+        host.advance(5)  # the host's clock moves on: the clock moves with it
+        assert abs((clock() - db.now()).total_seconds() - 5) < 1.0

@@ -160,3 +160,15 @@ def test_every_engine_constant_is_documented() -> None:
     constants = [name for name in vars(module) if name.startswith(("SQLITE_", "PG_"))]
     assert constants
     assert [name for name in constants if f"`{name}`" not in text] == []
+
+
+@pytest.mark.postgres
+def test_prepared_statements_can_be_switched_off_for_poolers(pg_schema_url: str) -> None:
+    """PRISMQ_QUEUE_PG_PREPARED_STATEMENTS=false: psycopg never prepares (PgBouncer < 1.21)."""
+    for enabled, threshold in ((True, 5), (False, None)):
+        db = Database(pg_schema_url, QueueSettings(pg_prepared_statements=enabled))
+        try:
+            with db.engine.connect() as conn:
+                assert conn.connection.driver_connection.prepare_threshold == threshold
+        finally:
+            db.dispose()
