@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from benchmarks.report import AUDIT_FAILURES_VARIANT
 from benchmarks.systems import System
 from queue_core import migrate
 from queue_core.database import Database
@@ -36,6 +37,9 @@ class Prismq(System):
     SUPPORTS_BATCH = True
     BATCH_NOTE = "TaskRepository.enqueue_many(1,000 TaskCreate): one transaction per batch"
     W3_VARIANTS = tuple(W3_WORKER_ARGS)
+    # W1 with the audit trail cut to failures (issue 11 D); the default is "full".
+    W1_VARIANTS = ("default", AUDIT_FAILURES_VARIANT)
+    W1_VARIANT_ENV = {AUDIT_FAILURES_VARIANT: {"PRISMQ_QUEUE_AUDIT": "failures"}}
     NOTES = (
         "producer: TaskRepository.enqueue(type=..., payload=...) per task, enqueue_many per "
         "batch; every enqueue writes its task_logs row in the same transaction",

@@ -18,6 +18,8 @@ from benchmarks.systems import PRISMQ, SYSTEMS
 
 RAW_SQLITE = "raw_sqlite3"
 RAW_PG = "raw_psycopg"
+AUDIT_FAILURES_VARIANT = "audit-failures"
+"""W1 with ``PRISMQ_QUEUE_AUDIT=failures`` (issue 11 D); the default key runs ``full``."""
 SQLITE_ACK_PEERS = ("persist_queue_ack", "litequeue")
 
 # (key, metrics[(name, higher_is_better)])
@@ -102,11 +104,24 @@ def aggregate(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
                     s["correctness"]["db_logs_complete_per_rep"] = [
                         r["db_logs_complete"] for r in checks
                     ]
+                _aggregate_cost(s, oks)
                 notes = sorted({r["worker_note"] for r in oks if r.get("worker_note")})
                 if notes:
                     s["worker_note"] = notes[0]
     _add_ratios(summary)
     return summary
+
+
+def _aggregate_cost(s: dict[str, Any], oks: list[dict[str, Any]]) -> None:
+    """Medians of the per-task costs a W3 job measured: worker CPU, PostgreSQL counters."""
+    cpu = [r["cpu_us_per_task"] for r in oks if r.get("cpu_us_per_task") is not None]
+    if cpu:
+        s["cpu_us_per_task"] = statistics.median(cpu)
+    per_task = [r["db_per_task"] for r in oks if r.get("db_per_task")]
+    if per_task:
+        s["db_per_task"] = {
+            k: statistics.median(d[k] for d in per_task if k in d) for k in per_task[0]
+        }
 
 
 def _add_ratios(summary: dict[str, Any]) -> None:
@@ -415,6 +430,101 @@ def render_compact(summary: dict[str, Any], order: list[str]) -> str:
     return "\n".join(lines)
 
 
+def targets_issue11(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 11's targets (worker CLI defaults), ratios taken from this run's medians."""
+    sq, pg = "prismq_sqlite", "prismq_pg"
+    out = [
+        _ratio_target(
+            summary, "11-SQ-W3-4", "SQLite W3, 4 processes", sq, "W3_drain_4proc", RAW_SQLITE, 1.0
+        ),
+        _ratio_target(
+            summary, "11-SQ-W3-1", "SQLite W3, 1 process", sq, "W3_drain_1proc", RAW_SQLITE, 1.0
+        ),
+        _ratio_target(
+            summary,
+            "11-PG-W3-4",
+            "PostgreSQL W3, 4 processes",
+            pg,
+            "W3_drain_4proc",
+            "pgqueuer",
+            1.5,
+        ),
+        _ratio_target(
+            summary,
+            "11-PG-W3-1",
+            "PostgreSQL W3, 1 process",
+            pg,
+            "W3_drain_1proc",
+            "pgqueuer",
+            1.0,
+        ),
+    ]
+    for key, minimum, audit in (
+        ("W1_enqueue", 0.35, "full"),
+        (f"W1_enqueue[{AUDIT_FAILURES_VARIANT}]", 0.45, "failures"),
+    ):
+        t = _ratio_target(
+            summary, f"11-SQ-W1-{audit}", f"SQLite W1, audit {audit}", sq, key, RAW_SQLITE, minimum
+        )
+        out.append(t)
+    p50 = _median(summary, sq, "W4_latency", "p50_ms")
+    out.append(
+        _target(
+            "11-SQ-W4",
+            "W4 p50 (SQLite)",
+            "<= 1.5 ms",
+            "not measured" if p50 is None else f"{p50:.2f} ms",
+            None if p50 is None else p50 <= 1.5,
+        )
+    )
+    ours = _median(summary, pg, "W4_latency", "p50_ms")
+    theirs = _median(summary, "pgqueuer", "W4_latency", "p50_ms")
+    out.append(
+        _target(
+            "11-PG-W4",
+            "W4 p50 (PostgreSQL)",
+            "<= pgqueuer's",
+            "not measured"
+            if ours is None or theirs is None
+            else f"{ours:.2f} ms vs {theirs:.2f} ms ({ours / theirs:.2f}x)",
+            None if ours is None or theirs is None else ours <= theirs,
+        )
+    )
+    return out
+
+
+def render_cost(summary: dict[str, Any], order: list[str]) -> str:
+    """Per task in W3: worker CPU, and on PostgreSQL the server's counters."""
+    lines = [
+        "| system | job | worker CPU us/task | commits/task | rows ins/upd/del per task | "
+        "rows read/task | WAL records/task | WAL fsyncs/task (server-wide) |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for system in order:
+        for key, s in summary.get(system, {}).items():
+            cpu, db = s.get("cpu_us_per_task"), s.get("db_per_task")
+            if cpu is None and not db:
+                continue
+            db = db or {}
+
+            def g(name: str, db: dict[str, float] = db) -> str:
+                v = db.get(name)
+                return "" if v is None else f"{v:.2f}"
+
+            rows = "/".join(g(k) or "-" for k in ("tup_inserted", "tup_updated", "tup_deleted"))
+            read = (
+                f"{db['tup_returned'] + db['tup_fetched']:.1f}"
+                if "tup_returned" in db and "tup_fetched" in db
+                else ""
+            )
+            lines.append(
+                f"| {system} | {key} | {'' if cpu is None else f'{cpu:.0f}'} | "
+                f"{g('xact_commit')} | {rows if db else ''} | {read} | {g('wal_records')} | "
+                f"{g('wal_sync')} |"
+            )
+    return "\n".join(lines)
+
+
 def render_targets(rows: list[dict[str, Any]]) -> str:
     lines = ["| target | goal | measured | met | note |", "|---|---|---|---|---|"]
     for t in rows:
@@ -517,6 +627,20 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "## Targets (issue 7) vs measured ratios",
         "",
         render_targets(doc["targets"]),
+        "",
+        "## Targets (issue 11, worker CLI defaults) vs measured ratios",
+        "",
+        render_targets(doc.get("targets_issue11") or targets_issue11(summary)),
+        "",
+        "## Cost per task (W3)",
+        "",
+        render_cost(summary, order),
+        "",
+        "Worker CPU: user + system time of the worker processes from the first task to the "
+        "last, per task (startup left out). PostgreSQL: `pg_stat_database` deltas of the run's "
+        "own database over the whole job (workers' startup and shutdown included), per task; "
+        "WAL figures are `pg_stat_wal`, the whole server's, so other tenants' writes inflate "
+        "them.",
         "",
         "## Correctness: every task exactly once",
         "",

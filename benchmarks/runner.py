@@ -82,13 +82,17 @@ class Job:
     args: list[str]
     timeout: float
     results: list[dict[str, Any]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def job_specs(system: str, workloads: Sequence[str], variants: bool) -> list[Job]:
     cls = system_class(system)
     jobs = []
     if "W1" in workloads:
-        jobs.append(Job(system, "W1_enqueue", "W1", [], 240))
+        for variant in cls.W1_VARIANTS if variants else ("default",):
+            suffix = "" if variant == "default" else f"[{variant}]"
+            env = cls.W1_VARIANT_ENV.get(variant, {})
+            jobs.append(Job(system, f"W1_enqueue{suffix}", "W1", [], 240, env=dict(env)))
     if "W2" in workloads:
         jobs.append(Job(system, "W2_batch_enqueue", "W2", [], 240))
     if "W3" in workloads:
@@ -112,7 +116,10 @@ def pg_base_url(opts: Options) -> str | None:
 
 
 def create_pg_schema(base_url: str) -> tuple[str | None, str]:
-    """A fresh schema for this run: (its URL, or None and why not)."""
+    """A fresh database, and a schema in it, for this run: (its URL, or None and why not).
+
+    A database of its own, not only a schema: pg_stat_database then counts this run's commits
+    and rows alone on a server that other tenants share (``db_counters`` per task)."""
     try:
         from sqlalchemy import create_engine, text
         from sqlalchemy.engine import make_url
@@ -120,28 +127,38 @@ def create_pg_schema(base_url: str) -> tuple[str | None, str]:
         from queue_core.database import Database
 
         url = Database(base_url).url
-        schema = f"prismq_bench_{uuid.uuid4().hex[:10]}"
-        engine = create_engine(url, connect_args={"connect_timeout": 5})
+        name = f"prismq_bench_{uuid.uuid4().hex[:10]}"
+        engine = create_engine(
+            url, connect_args={"connect_timeout": 5}, isolation_level="AUTOCOMMIT"
+        )
         try:
-            with engine.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
+            with engine.connect() as conn:
+                conn.execute(text(f"CREATE DATABASE {name}"))
         finally:
             engine.dispose()
-        schema_url = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-        return schema_url.render_as_string(hide_password=False), schema
+        db_url = make_url(url).set(database=name)
+        engine = create_engine(db_url, connect_args={"connect_timeout": 5})
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"CREATE SCHEMA {name}"))
+        finally:
+            engine.dispose()
+        schema_url = db_url.update_query_dict({"options": f"-csearch_path={name}"})
+        return schema_url.render_as_string(hide_password=False), name
     except Exception as exc:
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def drop_pg_schema(base_url: str, schema: str) -> None:
+    """Drop the run's database (``create_pg_schema``), whoever is still connected to it."""
     from sqlalchemy import create_engine, text
 
     from queue_core.database import Database
 
-    engine = create_engine(Database(base_url).url)
+    engine = create_engine(Database(base_url).url, isolation_level="AUTOCOMMIT")
     try:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        with engine.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {schema} WITH (FORCE)"))
     finally:
         engine.dispose()
 
@@ -176,7 +193,12 @@ def run_job(job: Job, outdir: Path, env: dict[str, str], size_args: list[str]) -
     ]
     t0 = time.monotonic()
     p = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        cwd=ROOT,
+        env={**env, **job.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     _current = p
     try:
@@ -379,6 +401,7 @@ def run(opts: Options) -> dict[str, Any]:
         "raw_dir": _rel(rawdir),
     }
     doc["targets"] = report.targets(summary, raw)
+    doc["targets_issue11"] = report.targets_issue11(summary)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1, default=str))
     out.with_suffix(".md").write_text(report.render_markdown(doc))

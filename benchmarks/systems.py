@@ -13,6 +13,7 @@ pgqueuer, ... Each exposes the same producer and worker surface, so the four wor
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -48,6 +49,9 @@ class System:
     """Import names that must be importable for the system to run (the peers' libraries)."""
     SUPPORTS_BATCH = False
     BATCH_NOTE = ""
+    W1_VARIANTS: tuple[str, ...] = ("default",)
+    W1_VARIANT_ENV: dict[str, dict[str, str]] = {}
+    """Environment of a W1 variant's producer process."""
     W3_VARIANTS: tuple[str, ...] = ("default",)
     W4_VARIANTS: tuple[str, ...] = ("default",)
     NOTES: tuple[str, ...] = ()
@@ -125,6 +129,52 @@ class System:
     def verify(self, n: int) -> dict[str, Any]:
         """After a drain: what the queue itself says (acknowledged, log rows). Optional."""
         return {}
+
+    def db_counters(self) -> dict[str, int] | None:
+        """PostgreSQL's cumulative counters, for per-task deltas; None on SQLite.
+
+        ``pg_stat_database`` is this run's alone (the runner gives each run a database of its
+        own); ``pg_stat_wal`` is the whole server's, so WAL figures include other tenants'.
+        Statements are counted by pg_stat_statements when the server loads it (in this
+        database and schema's queries only), else left out."""
+        if self.BACKEND != "postgresql":
+            return None
+        import psycopg
+
+        with psycopg.connect(autocommit=True, **pg_connect_kwargs(self.pg_url)) as conn:
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            row = conn.execute(
+                "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted,"
+                " tup_returned, tup_fetched FROM pg_stat_database"
+                " WHERE datname = current_database()"
+            ).fetchone()
+            wal = conn.execute(
+                "SELECT wal_records, wal_sync, wal_write FROM pg_stat_wal"
+            ).fetchone()
+            calls = None
+            with contextlib.suppress(psycopg.Error):
+                calls = conn.execute(
+                    "SELECT sum(calls) FROM pg_stat_statements s JOIN pg_database d"
+                    " ON d.oid = s.dbid WHERE d.datname = current_database()"
+                ).fetchone()
+        assert row is not None
+        assert wal is not None
+        keys = (
+            "xact_commit",
+            "xact_rollback",
+            "tup_inserted",
+            "tup_updated",
+            "tup_deleted",
+            "tup_returned",
+            "tup_fetched",
+        )
+        out = {k: int(v) for k, v in zip(keys, row, strict=True)}
+        out.update(
+            {k: int(v) for k, v in zip(("wal_records", "wal_sync", "wal_write"), wal, strict=True)}
+        )
+        if calls is not None and calls[0] is not None:
+            out["statements"] = int(calls[0])
+        return out
 
 
 # name -> (module, class name). Order = the order of rows in the report.

@@ -120,6 +120,32 @@ def _signal_group(p: subprocess.Popen[bytes], kill: bool) -> None:
         pass
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def group_cpu_seconds(procs: list[Worker]) -> float | None:
+    """User + system CPU of every process in the workers' process groups (Linux /proc), or
+    None where /proc is missing. A worker is its group's leader (``start_new_session``), so
+    this counts the worker, its threads, and anything it forked."""
+    groups = {p.pid for p, _ in procs}
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():
+        return None
+    total = 0
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        # fields[0] is the state (field 3 of proc(5)): pgrp is field 5, utime/stime 14/15
+        if int(fields[2]) in groups:
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
 def stop_workers(procs: list[Worker], grace: float = 10.0) -> list[int | None]:
     """SIGTERM each worker's group, wait up to ``grace`` s, then SIGKILL what is left."""
     for p, _ in procs:
@@ -257,18 +283,27 @@ def w3(system: System, a: argparse.Namespace, outdir: Path) -> dict[str, Any]:
     finally:
         system.close_producer()
     t_load = time.perf_counter() - t_load
+    counters_before = system.db_counters()
     procs = start_workers(system, a.nproc, a.variant, outdir)
     t_start = time.monotonic()
     last_progress, last_unique = t_start, -1
     status = "complete"
+    # Worker CPU from the first task seen to the last: startup (imports, connecting) is left
+    # out, so the figure is the cost per task in steady state.
+    cpu_first: tuple[float, int] | None = None
+    cpu_done: float | None = None
     try:
         while True:
             time.sleep(0.2)
             unique = count_unique(outdir, 0, n)
             now = time.monotonic()
+            if cpu_first is None and unique > 0:
+                cpu = group_cpu_seconds(procs)
+                cpu_first = (cpu, unique) if cpu is not None else None
             if unique != last_unique:
                 last_unique, last_progress = unique, now
             if unique >= n:
+                cpu_done = group_cpu_seconds(procs)
                 time.sleep(a.grace)  # let late duplicates show up
                 break
             if now - last_progress > a.stall_timeout:
@@ -284,6 +319,10 @@ def w3(system: System, a: argparse.Namespace, outdir: Path) -> dict[str, Any]:
         t_stop = time.monotonic()
         rcs = stop_workers(procs)
         stop_s = time.monotonic() - t_stop
+    counters_after = None
+    if counters_before is not None:
+        time.sleep(0.5)  # the workers' server backends flush their statistics as they exit
+        counters_after = system.db_counters()
     recs = [r for r in read_records(outdir) if 0 <= r[0] < n]
     res: dict[str, Any] = {
         "stop_s": stop_s,
@@ -303,6 +342,15 @@ def w3(system: System, a: argparse.Namespace, outdir: Path) -> dict[str, Any]:
         res["tasks_per_s"] = res["unique"] / (last - first) if last > first else None
         res["startup_s"] = first - t_start  # spawn, import, connect: until the first task
         res["executions_by_file"] = lines_per_file(outdir)
+    if cpu_first is not None and cpu_done is not None and n > cpu_first[1]:
+        res["cpu_us_per_task"] = (cpu_done - cpu_first[0]) / (n - cpu_first[1]) * 1e6
+    if counters_before is not None and counters_after is not None:
+        # The whole job: startup, drain and shutdown of the workers, per task drained.
+        res["db_per_task"] = {
+            k: (counters_after[k] - counters_before[k]) / n
+            for k in counters_after
+            if k in counters_before
+        }
     res.update(scan_logs(outdir))
     res.update(system.verify(n))
     return res

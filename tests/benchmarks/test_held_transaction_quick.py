@@ -89,9 +89,9 @@ def test_held_transaction_repro_runs_and_reports(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             left = conn.execute(
-                text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"),
+                text("SELECT count(*) FROM pg_database WHERE datname = :s"),
                 {"s": doc["schema"]},
             ).scalar_one()
     finally:
         engine.dispose()
-    assert left == 0, "the throwaway schema was not dropped"
+    assert left == 0, "the throwaway database was not dropped"
