@@ -18,7 +18,8 @@ import uvicorn
 
 from api.app import create_app
 from queue_core import migrate
-from queue_core.cli._common import EXIT_USAGE, database_option
+from queue_core.cli.options import EXIT_USAGE, database_option
+from queue_core.cli.options import database_url as checked_database_url
 from queue_core.database import Database
 from queue_core.settings import (
     API_HOST_DEFAULT,
@@ -26,7 +27,6 @@ from queue_core.settings import (
     ENV_PREFIX,
     SHUTDOWN_GRACE_SECONDS_DEFAULT,
     QueueSettings,
-    resolve_database_url,
 )
 
 APP_FACTORY = "api.app:create_app_from_env"
@@ -96,7 +96,7 @@ def api_command(
     """Serve the REST API (docs at /docs)."""
     settings = QueueSettings()
     check_bind(host, settings, insecure)
-    url = resolve_database_url(database_url, settings)
+    url = checked_database_url(database_url)
     _warn_without_schema(url, settings)
     # Every server process builds its app from the environment; the ones uvicorn spawns for
     # --workers inherit it.
@@ -114,11 +114,13 @@ def api_command(
 )
 @database_option
 def up_command(host: str, port: int, insecure: bool, database_url: str | None) -> None:
-    """Migrate, then run one worker (demo handlers) and serve the API: a first run in one
-    command. Ctrl+C stops both."""
+    """Migrate, then run one worker and serve the API: a first run in one command.
+
+    Without --import the worker runs the demo handlers (demo.echo, demo.fail, demo.sleep).
+    Ctrl+C stops both."""
     settings = QueueSettings()
     check_bind(host, settings, insecure)
-    url = resolve_database_url(database_url, settings)
+    url = checked_database_url(database_url)
     db = Database(url, settings)
     try:
         migrate.upgrade(db)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from queue_core.dialects import READ_ONLY_OPTION, Dialect, TaskWaiter, dialect_for
 from queue_core.dialects.connections import RawWriter
-from queue_core.errors import DatabaseUnavailable, SchemaMissing
+from queue_core.errors import DatabaseMissing, DatabaseUnavailable, SchemaMissing
 from queue_core.settings import QueueSettings, resolve_database_url
 from queue_core.types import utc_now_default
 
@@ -21,10 +21,18 @@ from queue_core.types import utc_now_default
 class Database:
     """Owns one engine. Share one per process; it is thread-safe."""
 
-    def __init__(self, url: str | None = None, settings: QueueSettings | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, settings: QueueSettings | None = None, *, create: bool = True
+    ) -> None:
+        """``create=False`` refuses (:class:`DatabaseMissing`) to create a database that does
+        not exist yet, file or directory: for callers that only read."""
         self.settings = settings or QueueSettings()
         resolved = resolve_database_url(url, self.settings)
         self.dialect: Dialect = dialect_for(resolved)
+        if not create:
+            missing = self.dialect.missing_database(resolved)
+            if missing is not None:
+                raise DatabaseMissing(missing)
         self.engine: Engine = self.dialect.create_engine(resolved, self.settings)
         # The URL the engine really uses (postgresql:// and postgres:// name psycopg 3), so
         # whatever reuses it, Alembic among them, picks the same driver.

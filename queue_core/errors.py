@@ -57,6 +57,14 @@ class SchemaMissing(QueueError):
         )
 
 
+class DatabaseMissing(QueueError):
+    """A command that only reads found no database where the URL points (CONTRACT §2)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"there is no database at {where}; run `prismq-queue db upgrade` first")
+        self.where = where
+
+
 class UnsupportedDatabase(QueueError):
     """The URL names a backend or an SQLite build the queue cannot run on."""
 

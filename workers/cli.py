@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from queue_core.cli._common import database_option, parse_json_object
+from queue_core.cli.options import database_option, parse_json_object
+from queue_core.cli.options import database_url as checked_database_url
 from queue_core.settings import (
     CONCURRENCY_DEFAULT,
     LEASE_SECONDS_DEFAULT,
@@ -140,6 +141,7 @@ def worker_command(
     it at once. Unfinished tasks are released without using up an attempt.
     """
     offered = parse_json_object(capabilities, "--capabilities")
+    database_url = checked_database_url(database_url)
     if worker_id is not None and not worker_id.strip():
         raise click.BadParameter("cannot be empty", param_hint="--worker-id")
     import_handler_modules(imports)

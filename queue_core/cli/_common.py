@@ -1,80 +1,60 @@
-"""What every command shares: the --database-url option, output, and error handling."""
+"""Running a command: every expected error becomes one line on stderr and an exit code.
+
+The helpers commands share live in :mod:`queue_core.cli.options` (re-exported here for
+code written against this module).
+"""
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import click
-from pydantic import BaseModel, ValidationError
 
-from queue_core.database import Database
-from queue_core.errors import (
-    DatabaseUnavailable,
-    IdempotencyConflict,
-    InvalidTransition,
-    QueueError,
-    SchemaMissing,
-    TaskNotFound,
-)
-from queue_core.repositories import InvalidPayload, PayloadTooLarge
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-# A user's mistake is "bad usage" (2); anything the queue refused or could not do is 1.
-_USAGE_ERRORS: tuple[type[Exception], ...] = (InvalidPayload, PayloadTooLarge)
-_FAILURES: tuple[type[Exception], ...] = (
-    TaskNotFound,
-    InvalidTransition,
-    IdempotencyConflict,
-    SchemaMissing,
-    DatabaseUnavailable,
-    QueueError,
+from queue_core.cli.options import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    database_option,
+    echo_json,
+    fail,
+    open_db,
+    parse_json_object,
 )
 
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "database_option",
+    "echo_json",
+    "fail",
+    "open_db",
+    "parse_json_object",
+    "run_guarded",
+]
 
-def database_option(func: F) -> F:
-    return click.option(
-        "--database-url",
-        "database_url",
-        envvar=None,
-        default=None,
-        metavar="URL",
-        help="SQLAlchemy URL; overrides PRISMQ_QUEUE_DATABASE_URL and PRISMQ_QUEUE_DB_PATH.",
-    )(func)
-
-
-def open_db(database_url: str | None) -> Database:
-    return Database(database_url)
-
-
-def echo_json(value: Any) -> None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    elif isinstance(value, list):
-        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+EXIT_INTERRUPTED = 130
 
 
-def parse_json_object(value: str | None, name: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc.msg})", param_hint=name) from exc
-    if not isinstance(parsed, dict):
-        raise click.BadParameter("must be a JSON object", param_hint=name)
-    return parsed
+def _exit_code_for(error: Exception) -> int | None:
+    """The exit code of an error the queue raises on purpose; None for a bug (traceback).
+
+    A user's mistake is "bad usage" (2); anything the queue refused or could not do is 1.
+    The classes are imported here, on the error path, so that start-up stays light.
+    """
+    from pydantic import ValidationError
+
+    from queue_core.errors import QueueError
+    from queue_core.validation import InvalidPayload, PayloadTooLarge
+
+    if isinstance(error, (ValidationError, InvalidPayload, PayloadTooLarge)):
+        return EXIT_USAGE
+    if isinstance(error, (QueueError, OSError)):
+        return EXIT_FAILURE
+    return None
 
 
 def _one_line(error: BaseException) -> str:
+    from pydantic import ValidationError
+
     if isinstance(error, ValidationError):
         parts = []
         for item in error.errors():
@@ -97,23 +77,12 @@ def run_guarded(command: click.Command, argv: list[str] | None) -> int:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         return exc.exit_code
-    except ValidationError as exc:
-        click.echo(f"error: {_one_line(exc)}", err=True)
-        return EXIT_USAGE
-    except _USAGE_ERRORS as exc:
-        click.echo(f"error: {_one_line(exc)}", err=True)
-        return EXIT_USAGE
-    except _FAILURES as exc:
-        click.echo(f"error: {_one_line(exc)}", err=True)
-        return EXIT_FAILURE
     except KeyboardInterrupt:
-        return 130
-    except OSError as exc:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        code = _exit_code_for(exc)
+        if code is None:
+            raise
         click.echo(f"error: {_one_line(exc)}", err=True)
-        return EXIT_FAILURE
+        return code
     return EXIT_OK
-
-
-def fail(message: str, code: int = EXIT_FAILURE) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy.exc import ArgumentError
 
-from queue_core.cli._common import database_option, open_db
+from queue_core.cli.options import database_option, open_db
 from queue_core.database import Database
 from queue_core.settings import COPY_BATCH_SIZE
 
@@ -26,7 +25,7 @@ def upgrade(revision: str, sql: bool, database_url: str | None) -> None:
     """Migrate the database up to REVISION (default: head)."""
     from queue_core import migrate
 
-    db = open_db(database_url)
+    db = open_db(database_url, create=True)
     try:
         if sql:
             click.echo(migrate.upgrade_sql(db.url, revision))
@@ -110,10 +109,8 @@ def copy(to_url: str, force: bool, batch_size: int, database_url: str | None) ->
 
 
 def _open_for_copy(url: str | None, option: str) -> Database:
-    try:
-        return open_db(url)
-    except ArgumentError as exc:
-        raise click.BadParameter(str(exc).splitlines()[0], param_hint=option) from exc
+    # The source must exist; the target is created (and migrated) when it does not.
+    return open_db(url, create=option == "--to", option=option)
 
 
 def _print_progress(table: str, done: int, total: int) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from queue_core.cli._common import database_option, open_db
+from queue_core.cli.options import database_option, open_db
 from queue_core.database import Database
 from queue_core.errors import SchemaMissing
 from queue_core.maintenance import (
@@ -119,7 +119,7 @@ def restore_command(source: Path, force: bool, database_url: str | None) -> None
     Stop every worker and API process first. The backup is checked before, and the database
     after, with integrity_check.
     """
-    with open_db(database_url) as db:
+    with open_db(database_url, create=True) as db:
         if not force:
             _refuse_while_workers_active(db)
         report = restore(db, source)

@@ -1,12 +1,14 @@
-"""`prismq-queue enqueue`, `tasks show|list|cancel|retry` and `stats`."""
+"""`prismq-queue enqueue`, `tasks show|list|logs|cancel|retry` and `stats`."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import math
+from datetime import datetime, timedelta
 
 import click
 
-from queue_core.cli._common import database_option, echo_json, open_db, parse_json_object
+from queue_core.cli.options import database_option, echo_json, open_db, parse_json_object
 from queue_core.clock import utcnow
 from queue_core.repositories import TaskRepository
 from queue_core.schemas import Task, TaskCreate
@@ -16,12 +18,19 @@ from queue_core.states import TaskStatus
 
 @click.command("enqueue")
 @click.argument("task_type", metavar="TYPE")
-@click.option("--payload", default=None, help="JSON object handed to the handler.")
+@click.option(
+    "--payload",
+    default=None,
+    metavar="JSON|@FILE|-",
+    help="JSON object handed to the handler; @FILE reads it from a file, - from stdin.",
+)
 @click.option("--priority", type=int, default=None, help="1-1000, lower runs first (100).")
 @click.option("--compatibility", default=None, help="JSON object of worker requirements.")
 @click.option("--max-attempts", type=int, default=None, help="Attempts before failing (5).")
 @click.option("--idempotency-key", default=None, help="Enqueue at most once per key.")
-@click.option("--delay", type=float, default=None, help="Seconds before the task is due.")
+@click.option(
+    "--delay", type=float, default=None, metavar="SECONDS", help="Seconds before the task is due."
+)
 @database_option
 def enqueue_command(
     task_type: str,
@@ -46,12 +55,26 @@ def enqueue_command(
     if idempotency_key is not None:
         fields["idempotency_key"] = idempotency_key
     if delay is not None:
-        if delay < 0:
-            raise click.BadParameter("must not be negative", param_hint="--delay")
-        fields["run_after_utc"] = utcnow() + timedelta(seconds=delay)
+        fields["run_after_utc"] = _due_after(delay)
     spec = TaskCreate.model_validate(fields)
-    with open_db(database_url) as db:
+    with open_db(database_url, create=True) as db:
         echo_json(TaskRepository(db).enqueue(spec).task)
+
+
+def _due_after(delay: float) -> datetime:
+    """now + delay; a delay that is negative, not finite or past the year 9999 is bad usage."""
+    if not math.isfinite(delay):
+        raise click.BadParameter(
+            f"must be a finite number of seconds, not {delay}", param_hint="--delay"
+        )
+    if delay < 0:
+        raise click.BadParameter("must not be negative", param_hint="--delay")
+    try:
+        return utcnow() + timedelta(seconds=delay)
+    except OverflowError:
+        raise click.BadParameter(
+            f"{delay:g} seconds is too far ahead", param_hint="--delay"
+        ) from None
 
 
 @click.group("tasks")
@@ -74,14 +97,28 @@ def show(task_id: int, database_url: str | None) -> None:
 @click.option(
     "--limit", type=click.IntRange(1, LIST_LIMIT_MAX), default=LIST_LIMIT_DEFAULT, show_default=True
 )
+@click.option(
+    "--before-id",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="ID",
+    help="Only tasks with a smaller id: the last ID of a page gives the next page.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of task objects.")
 @database_option
 def list_tasks(
-    status: str | None, task_type: str | None, limit: int, as_json: bool, database_url: str | None
+    status: str | None,
+    task_type: str | None,
+    limit: int,
+    before_id: int | None,
+    as_json: bool,
+    database_url: str | None,
 ) -> None:
     """List tasks, newest first."""
     with open_db(database_url) as db:
-        tasks = TaskRepository(db).list(status=status, type=task_type, limit=limit)
+        tasks = TaskRepository(db).list(
+            status=status, type=task_type, limit=limit, before_id=before_id
+        )
     if as_json:
         echo_json(tasks)
         return
@@ -108,6 +145,25 @@ def _table(tasks: list[Task]) -> str:
         for row in [header, *rows]
     ]
     return "\n".join(lines)
+
+
+@tasks_group.command("logs")
+@click.argument("task_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of log objects.")
+@database_option
+def logs(task_id: int, as_json: bool, database_url: str | None) -> None:
+    """Print a task's history (task_logs), oldest first."""
+    with open_db(database_url) as db:
+        entries = TaskRepository(db).logs(task_id)
+    if as_json:
+        echo_json(entries)
+        return
+    for entry in entries:
+        details = "" if not entry.details else " " + json.dumps(entry.details, ensure_ascii=False)
+        click.echo(
+            f"{entry.at_utc.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}  {entry.level:<7}  "
+            f"{entry.message}{details}"
+        )
 
 
 @tasks_group.command("cancel")

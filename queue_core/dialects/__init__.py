@@ -98,6 +98,12 @@ class Dialect(Protocol):
     def new_task_waiter(self, engine: Engine) -> TaskWaiter:
         """An object an idle worker sleeps on until new work may be there."""
 
+    def missing_database(self, url: str) -> str | None:
+        """Where the database would be when it does not exist yet (SQLite: no file), else None.
+
+        Commands that only read check it first, so that they never create one.
+        """
+
     def reset_id_sequence(self, conn: Connection, table: str, column: str) -> None:
         """After rows were inserted with explicit ids: the next generated id follows them."""
 

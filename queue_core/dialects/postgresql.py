@@ -135,6 +135,9 @@ class PostgresDialect:
     def new_task_waiter(self, engine: Engine) -> _ListenWaiter:
         return _ListenWaiter(engine)
 
+    def missing_database(self, url: str) -> str | None:
+        return None  # a server: a missing database shows as an error on connect
+
     def reset_id_sequence(self, conn: Connection, table: str, column: str) -> None:
         # A serial column's sequence does not see explicit ids; without this the next
         # enqueue after `db copy` would collide with id 1. No sequence: setval(NULL) is NULL.

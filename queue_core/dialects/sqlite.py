@@ -111,9 +111,8 @@ class SqliteDialect:
 
     def create_engine(self, url: str, settings: QueueSettings) -> Engine:
         check_sqlite_version()
-        database = make_url(url).database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            path = Path(database)
+        path = _file_of(url)
+        if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fs_type = network_filesystem_of(path.parent)
             if fs_type:
@@ -193,6 +192,10 @@ class SqliteDialect:
     def is_missing_schema(self, error: BaseException) -> bool:
         orig = getattr(error, "orig", error)
         return isinstance(orig, sqlite3.OperationalError) and "no such table" in str(orig)
+
+    def missing_database(self, url: str) -> str | None:
+        path = _file_of(url)
+        return None if path is None or path.is_file() else str(path)
 
     def new_task_waiter(self, engine: Engine) -> _DataVersionWaiter:
         waiter = _DataVersionWaiter(engine)
@@ -296,6 +299,14 @@ def _in_write_transaction(conn: sqlite3.Connection, *statements: str) -> None:
     for statement in statements:
         conn.execute(statement)
     conn.execute("COMMIT")
+
+
+def _file_of(url: str) -> Path | None:
+    """The file an SQLite URL names; None for an in-memory database or a file: URI."""
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return Path(database)
+    return None
 
 
 def _install_pragmas(engine: Engine, busy_ms: int) -> None:

@@ -98,7 +98,9 @@ def backup(
         raise MaintenanceFailed(f"the backup destination {dest} is the live database")
     if dest.exists() and not overwrite:
         raise MaintenanceFailed(f"{dest} already exists; pass --overwrite to replace it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.parent.is_dir():
+        # A backup creates one file, never a directory: a typo must not plant a tree.
+        raise MaintenanceFailed(f"the directory {dest.parent} does not exist; create it first")
     partial = dest.with_name(dest.name + ".partial")
     _remove_database_files(partial)
     started = time.monotonic()

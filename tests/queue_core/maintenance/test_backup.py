@@ -70,6 +70,7 @@ def test_backup_while_four_processes_write(sqlite_url: str, tmp_path: Path) -> N
             time.sleep(0.005)
 
         dest = tmp_path / "backups" / "queue-backup.db"
+        dest.parent.mkdir()  # a backup never creates a directory (issue 12 item 12)
         report = backup(db, dest, pages_per_step=16, progress=slow_progress)
     finally:
         stop.set()
