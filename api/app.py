@@ -15,6 +15,7 @@ from api.limits import BodySizeLimitMiddleware
 from api.metrics import RequestMetricsMiddleware, new_registry
 from api.routes import stats, system, tasks, workers
 from api.security import ApiKeyMiddleware
+from api.ui import install_ui
 from queue_core.database import Database
 from queue_core.repositories import TaskRepository, WorkerRepository
 from queue_core.settings import QueueSettings
@@ -28,7 +29,8 @@ and record the outcome.
 
 Every error body is JSON with a `detail` field: a string, or for 422 a list of problems.
 When `PRISMQ_QUEUE_API_KEYS` is set, every path but `/health`, `/docs` (with its assets) and
-`/openapi.json` needs `Authorization: Bearer <key>`: use "Authorize" on this page.
+`/openapi.json` needs `Authorization: Bearer <key>`: use "Authorize" on this page. The
+operator dashboard is at `/ui` (it asks for a key once).
 """
 
 
@@ -73,6 +75,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     install_docs(app)
+    install_ui(app, db, settings)
     # The metrics label requests with these routes' templates. The routers' own route lists
     # are used because an app's included routers need not expose theirs.
     labelled_routes = [route for router in routers for route in router.routes] + list(app.routes)

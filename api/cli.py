@@ -126,6 +126,7 @@ def up_command(host: str, port: int, insecure: bool, database_url: str | None) -
         migrate.upgrade(db)
         click.echo(f"database ready: {db.safe_url}", err=True)
         worker = _start_worker(url)
+        click.echo(f"dashboard: {dashboard_url(host, port)}", err=True)
         watcher = _WorkerWatcher(worker)
         watcher.start()
         try:
@@ -141,6 +142,14 @@ def up_command(host: str, port: int, insecure: bool, database_url: str | None) -
             _stop_worker(worker)
     finally:
         db.dispose()
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the dashboard (CONTRACT §10)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/ui"
 
 
 def _start_worker(url: str) -> subprocess.Popen[bytes]:

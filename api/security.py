@@ -13,6 +13,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.docs import DOCS_PUBLIC_PATHS
 
 PUBLIC_PATHS = frozenset({"/health"}) | DOCS_PUBLIC_PATHS
+
+
+def is_ui_path(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
+
+
 UNAUTHORIZED_DETAIL = "missing or invalid API key"
 
 # Declares the scheme in the OpenAPI document (and the "Authorize" button in /docs). It never
@@ -51,7 +57,8 @@ class ApiKeyMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or is_ui_path(scope["path"]):
+            # The dashboard checks its own sessions (or a Bearer key) itself: api/ui/session.py.
             await self.app(scope, receive, send)
             return
         header = next((value for name, value in scope["headers"] if name == b"authorization"), None)

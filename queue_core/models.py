@@ -242,3 +242,30 @@ class MaintenanceLeaseRow(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200), nullable=False)
     lease_until_utc: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class DashboardSessionRow(Base):
+    """A signed-in dashboard session (/ui). The cookie holds the session id; the table holds
+    only its SHA-256, so that logging out (deleting the row) refuses the old cookie at once,
+    whichever server process it reaches, and a copy of the table opens no session."""
+
+    __tablename__ = "dashboard_sessions"
+
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at_utc: Mapped[datetime] = _now_column()
+    expires_at_utc: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class QueueSampleRow(Base):
+    """The queue's depth once a minute, for the dashboard's depth chart: the current rows
+    cannot tell how deep the queue was an hour ago. Written by the maintenance job
+    ``sample`` (one process per minute), kept for a day."""
+
+    __tablename__ = "queue_samples"
+
+    sampled_at_utc: Mapped[datetime] = mapped_column(
+        UtcDateTime(), primary_key=True, autoincrement=False
+    )
+    queued: Mapped[int] = mapped_column(Integer, nullable=False)
+    due: Mapped[int] = mapped_column(Integer, nullable=False)
+    leased: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -99,6 +99,14 @@ PURGE_BATCH_SIZE = 500  # rows per short write transaction
 BACKUP_PAGES_PER_STEP = 256  # 1 MiB of 4 KiB pages between progress reports
 COPY_BATCH_SIZE = 2000  # `db copy`: rows per read and per target write transaction
 
+# --- dashboard (/ui, docs/dashboard.md) ---
+UI_SESSION_SECONDS = 12 * 3600  # a dashboard sign-in lasts this long
+UI_PAGE_SIZE = 50  # tasks per page of the task lists
+UI_CHART_MINUTES = 60  # the overview's charts cover the last hour, one point per minute
+UI_REFRESH_SECONDS = 5  # the overview reloads its figures this often
+QUEUE_SAMPLE_INTERVAL_SECONDS = 60.0  # the maintenance job `sample` records the depth this often
+QUEUE_SAMPLE_RETENTION_SECONDS = 86_400.0  # and keeps a day of samples
+
 WINDOWS_DEFAULT_DB = Path(r"C:\Data\PrismQ\queue\queue.db")
 
 
@@ -143,6 +151,7 @@ class QueueSettings(BaseSettings):
         default=MAINTENANCE_PURGE_INTERVAL_SECONDS, ge=0
     )
     maintenance_run_lease_seconds: float = Field(default=MAINTENANCE_RUN_LEASE_SECONDS, gt=0)
+    maintenance_sample_interval_seconds: float = Field(default=QUEUE_SAMPLE_INTERVAL_SECONDS, ge=0)
     retention_days: float = Field(default=RETENTION_DAYS_DEFAULT, gt=0)
     log_retention_days: float = Field(default=LOG_RETENTION_DAYS_DEFAULT, gt=0)
     purge_include_failed: bool = False

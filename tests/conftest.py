@@ -82,8 +82,8 @@ def _reset_postgres(url: str) -> None:
         with db.engine.begin() as conn:
             conn.execute(
                 text(
-                    "TRUNCATE task_logs, task_queue, workers, maintenance_leases "
-                    "RESTART IDENTITY CASCADE"
+                    "TRUNCATE task_logs, task_queue, workers, maintenance_leases, "
+                    "dashboard_sessions, queue_samples RESTART IDENTITY CASCADE"
                 )
             )
             conn.execute(text("UPDATE task_queue_clock SET vtime = 0"))

@@ -26,13 +26,14 @@ from queue_core.maintenance.analyze import optimize
 from queue_core.maintenance.checkpoint import CheckpointMode, checkpoint, wal_bytes
 from queue_core.maintenance.leases import MaintenanceLeases, default_holder
 from queue_core.maintenance.purge import purge
-from queue_core.repositories import sweep
+from queue_core.repositories import DashboardRepository, sweep
 from queue_core.settings import QueueSettings
 
 log = logging.getLogger("prismq.queue.maintenance")
 
 JOB_SWEEP = "sweep"
 JOB_PURGE = "purge"
+JOB_SAMPLE = "sample"
 
 # A scheduled purge stops after this many batches and comes back soon after, so a large
 # backlog never keeps the calling worker away from its tasks for long.
@@ -189,8 +190,8 @@ class MaintenanceScheduler:
 def default_jobs(
     db: Database, settings: QueueSettings, clock: Clock = utcnow
 ) -> list[MaintenanceJob]:
-    """Sweep, the jobs the dialect needs (SQLite: checkpoint and optimize), and purge, at the
-    settings' intervals."""
+    """Sweep, the jobs the dialect needs (SQLite: checkpoint and optimize), purge, and the
+    dashboard's depth sample, at the settings' intervals."""
     jobs = [
         MaintenanceJob(JOB_SWEEP, settings.maintenance_sweep_interval_seconds, _sweep(db, clock))
     ]
@@ -216,7 +217,21 @@ def default_jobs(
             JOB_PURGE, settings.maintenance_purge_interval_seconds, _purge(db, settings, clock)
         )
     )
+    jobs.append(
+        MaintenanceJob(JOB_SAMPLE, settings.maintenance_sample_interval_seconds, _sample(db, clock))
+    )
     return jobs
+
+
+def _sample(db: Database, clock: Clock) -> Callable[[JobContext], JobResult]:
+    """The queue's depth once a minute, for the dashboard's depth chart."""
+    samples = DashboardRepository(db, clock)
+
+    def run(_context: JobContext) -> JobResult:
+        sample = samples.record_sample()
+        return JobResult(f"{sample.queued} queued ({sample.due} due), {sample.leased} leased")
+
+    return run
 
 
 def _sweep(db: Database, clock: Clock) -> Callable[[JobContext], JobResult]:

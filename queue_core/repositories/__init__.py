@@ -1,6 +1,7 @@
 """The Python API for backend developers: one repository per concern."""
 
 from queue_core.repositories._common import log_entry
+from queue_core.repositories.dashboard import DashboardRepository, DashboardSessionRepository
 from queue_core.repositories.leases import (
     FailOutcome,
     LeaseRepository,
@@ -15,6 +16,8 @@ from queue_core.validation import InvalidPayload, PayloadTooLarge
 
 __all__ = [
     "CancelResult",
+    "DashboardRepository",
+    "DashboardSessionRepository",
     "EnqueueResult",
     "FailOutcome",
     "InvalidPayload",

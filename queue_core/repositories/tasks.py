@@ -338,8 +338,9 @@ class TaskRepository:
 
     # --- act ---
 
-    def cancel(self, task_id: int) -> CancelResult:
-        """Cancel a queued task at once, or ask the worker of a leased task to stop."""
+    def cancel(self, task_id: int, *, actor: str | None = None) -> CancelResult:
+        """Cancel a queued task at once, or ask the worker of a leased task to stop.
+        ``actor`` (e.g. "dashboard") is recorded in the log row's details."""
         now = self.clock()
         with self.db.write() as conn:
             row = conn.execute(
@@ -354,7 +355,9 @@ class TaskRepository:
                 .returning(*TASKS.c)
             ).first()
             if row is not None:
-                write_logs(conn, [log_entry(task_id, "cancelled", now, event="cancelled")])
+                write_logs(
+                    conn, [log_entry(task_id, "cancelled", now, event="cancelled", actor=actor)]
+                )
                 return CancelResult(task_from_row(row), immediate=True)
             row = conn.execute(
                 update(TASKS)
@@ -374,6 +377,7 @@ class TaskRepository:
                             event="cancel_requested",
                             worker_id=task.locked_by,
                             attempt=task.attempts,
+                            actor=actor,
                         )
                     ],
                 )
@@ -381,8 +385,9 @@ class TaskRepository:
             current = self._get_in(conn, task_id)
         raise InvalidTransition(task_id, current.status.value, "cancel")
 
-    def retry(self, task_id: int) -> Task:
-        """Re-queue a failed or cancelled task with a fresh set of attempts."""
+    def retry(self, task_id: int, *, actor: str | None = None) -> Task:
+        """Re-queue a failed or cancelled task with a fresh set of attempts. ``actor`` (e.g.
+        "dashboard") is recorded in the log row's details."""
         now = self.clock()
         with self.db.write() as conn:
             row = conn.execute(
@@ -408,6 +413,9 @@ class TaskRepository:
             if row is None:
                 current = self._get_in(conn, task_id)
                 raise InvalidTransition(task_id, current.status.value, "retry")
-            write_logs(conn, [log_entry(task_id, "requeued by operator", now, event="requeued")])
+            write_logs(
+                conn,
+                [log_entry(task_id, "requeued by operator", now, event="requeued", actor=actor)],
+            )
             self.db.dialect.notify_new_tasks(conn)
             return task_from_row(row)

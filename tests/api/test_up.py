@@ -63,6 +63,8 @@ def test_up_runs_tasks_end_to_end_and_stops_both(
 ) -> None:
     server = start_server(sqlite_url_for(tmp_path / "first-run.db"), command="up")
     assert "database ready" in server.output()
+    assert f"dashboard: {server.base_url}/ui" in server.output()
+    assert httpx.get(f"{server.base_url}/ui").status_code == 200
     pid = worker_pid(server)
     created = httpx.post(
         f"{server.base_url}/api/queue/tasks", json={"type": "demo.echo", "payload": {"hi": 1}}

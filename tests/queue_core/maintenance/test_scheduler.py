@@ -187,12 +187,9 @@ def test_default_jobs_sweep_and_purge(leases_db: Database, backend: str) -> None
     scheduler = MaintenanceScheduler(leases_db)
     names = [job.name for job in scheduler.jobs]
     expected = (
-        ["sweep", "checkpoint", "optimize", "purge"]
+        ["sweep", "checkpoint", "optimize", "purge", "sample"]
         if backend == "sqlite"
-        else [
-            "sweep",
-            "purge",
-        ]
+        else ["sweep", "purge", "sample"]
     )
     assert names == expected
     runs = scheduler.run_due()
