@@ -116,6 +116,7 @@ def test_disabled_scheduler_and_switched_off_jobs(leases_db: Database, clock: Ma
         maintenance_checkpoint_interval_seconds=0,
         maintenance_optimize_interval_seconds=0,
         maintenance_purge_interval_seconds=0,
+        maintenance_sample_interval_seconds=0,
     )
     assert not MaintenanceScheduler(leases_db, settings=everything_off, clock=clock).enabled
 
