@@ -232,10 +232,7 @@ def time_pages(base: str, middle: int, reps: int) -> dict[str, dict[str, float]]
 
 
 def run_size(n: int, reps: int, database_url: str | None, workdir: Path) -> dict[str, Any]:
-    if database_url is None:
-        url = sqlite_url_for(workdir / f"dashboard-{n}.db")
-    else:
-        url = database_url
+    url = database_url or sqlite_url_for(workdir / f"dashboard-{n}.db")
     db = Database(url, QueueSettings())
     try:
         migrate.upgrade(db)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from queue_core.database import Database
 from queue_core.repositories import LeaseRepository, TaskRepository
@@ -333,11 +334,9 @@ def test_user_strings_are_escaped_everywhere(
     task_id = failed_task(db_for, error=attack, key=attack, **{attack: "value"})
     TaskRepository(db_for).enqueue(type="a-b.c:d/e_f", payload={"x": attack})
     with db_for.write() as conn:
-        conn.exec_driver_sql(
-            "UPDATE task_queue SET type = ? WHERE id = ?"
-            if db_for.engine.dialect.name == "sqlite"
-            else "UPDATE task_queue SET type = %s WHERE id = %s",
-            (attack, task_id),
+        conn.execute(
+            text("UPDATE task_queue SET type = :type WHERE id = :id"),
+            {"type": attack, "id": task_id},
         )
     for path in [*PAGES, f"/ui/tasks/{task_id}", "/ui/tasks?status=failed"]:
         page = client.get(path).text
