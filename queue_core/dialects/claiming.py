@@ -47,12 +47,15 @@ class SqlClaimer:
         self.strategy = strategy
         self.sql = sql
         self._statement = sql.dbapi_sql(sql.CLAIM_SQL[strategy])
+        self._setup = tuple(sql.dbapi_sql(statement) for statement in sql.CLAIM_SETUP_SQL)
         self._sort_key = _SORT_KEYS[strategy]
 
     def claim(self, cursor: Any, request: ClaimRequest, now: datetime) -> list[ClaimedTask]:
         if request.limit < 1 or not request.types:
             return []
         sql = self.sql
+        for statement in self._setup:  # what pins the claim's plan (see CLAIM_SETUP_SQL)
+            cursor.execute(statement)
         cursor.execute(
             self._statement,
             {

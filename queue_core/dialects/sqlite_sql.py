@@ -135,6 +135,10 @@ def _claim(index: str, order: str, extra: str = "") -> str:
     )
 
 
+# Nothing to run before a claim: INDEXED BY pins each claim's index in the statement itself
+# (postgresql_sql.CLAIM_SETUP_SQL says why PostgreSQL needs a setup statement instead).
+CLAIM_SETUP_SQL: tuple[str, ...] = ()
+
 CLAIM_SQL = {
     # Oldest due first: due time, then insertion order.
     SchedulingStrategy.FIFO: _claim("ix_task_queue_due_fifo", "t.run_after_utc, t.id"),

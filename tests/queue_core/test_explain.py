@@ -199,3 +199,66 @@ def test_postgresql_plans_use_an_index(db: Database) -> None:
             if "Seq Scan on task_queue" in plan or not (indexed or "Bitmap Index Scan" in plan):
                 bad[f"{name} ({kind} plan)"] = plan
     assert not bad, "\n\n".join(f"{name}:\n{plan}" for name, plan in bad.items())
+
+
+# The index each strategy's claim must walk in order (postgresql_sql.CLAIM_SQL).
+CLAIM_INDEX = {
+    SchedulingStrategy.FIFO: "ix_task_queue_due_fifo",
+    SchedulingStrategy.LIFO: "ix_task_queue_due_fifo",
+    SchedulingStrategy.PRIORITY: "ix_task_queue_due_priority",
+    SchedulingStrategy.WEIGHTED_RANDOM: "ix_task_queue_due_weighted",
+}
+
+
+def test_postgresql_claim_walks_its_index_when_the_statistics_say_the_queue_is_empty(
+    db: Database,
+) -> None:
+    """Issue 11 F: the state a held-open transaction leaves. The queued partial indexes are
+    full of dead entries (claimed tasks vacuum could not remove), autoanalyze last saw almost
+    no queued row, and then a backlog built up. The planner then prefers
+    ix_task_queue_status_type and a sort of every queued row (the whole backlog, per claim)
+    over the ordered walk; CLAIM_SETUP_SQL, run in the claim's transaction, must keep it on
+    the strategy's index."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL plans")
+    fill = """
+        INSERT INTO task_queue (type, payload, compatibility, status, run_after_utc, wr_key,
+            created_at_utc, updated_at_utc)
+        SELECT 'a', '{}', '{}'::jsonb, 'queued', now() - interval '1 hour' + n * interval '1 ms',
+            n, now(), now()
+        FROM generate_series(1, :rows) AS n
+    """
+    with db.write() as conn:
+        conn.execute(text(fill), {"rows": 20_000})
+        # claimed and finished: dead entries in every queued partial index; 4 rows stay queued
+        conn.execute(text("UPDATE task_queue SET status = 'completed' WHERE id % 5000 <> 0"))
+    with db.write() as conn:
+        conn.execute(text("ANALYZE task_queue"))
+    with db.write() as conn:
+        conn.execute(text(fill), {"rows": 2_000})  # the backlog the statistics have not seen
+    params = {**_params(postgresql_sql), "types": ["a"], "capabilities": "{}", "limit": 1}
+    bad = {}
+    flipped_without_setup = []
+    for strategy, index in CLAIM_INDEX.items():
+        sql = postgresql_sql.dbapi_sql(postgresql_sql.CLAIM_SQL[strategy])
+        for setup in (False, True):
+            raw = db.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                if setup:
+                    for statement in postgresql_sql.CLAIM_SETUP_SQL:
+                        cursor.execute(statement)
+                cursor.execute("EXPLAIN " + sql, params)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                raw.rollback()
+            finally:
+                raw.close()
+            walks = re.search(rf"Index Scan (Backward )?using {index} on task_queue t\b", plan)
+            ok = walks is not None and "Sort" not in plan
+            if setup and not ok:
+                bad[strategy.value] = plan
+            if not setup and not ok:
+                flipped_without_setup.append(strategy.value)
+    assert not bad, "\n\n".join(f"{name}:\n{plan}" for name, plan in bad.items())
+    # The state really is the one that misleads the planner (else this test proves nothing).
+    assert flipped_without_setup, "the planner kept the ordered walk even without the setup"
