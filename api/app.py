@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,6 +19,7 @@ from api.security import ApiKeyMiddleware
 from api.ui import install_ui
 from queue_core.database import Database
 from queue_core.repositories import TaskRepository, WorkerRepository
+from queue_core.schemas import JSON_VALUE_SCHEMA, JSON_VALUE_SCHEMA_NAME
 from queue_core.settings import QueueSettings
 
 logger = logging.getLogger("api")
@@ -63,6 +65,7 @@ def create_app(
         openapi_url=OPENAPI_PATH,
         lifespan=lifespan,
     )
+    _publish_document_schema(app)
     task_repository = TaskRepository(db)
     app.state.settings = settings
     app.state.database = db
@@ -79,6 +82,7 @@ def create_app(
     # The metrics label requests with these routes' templates. The routers' own route lists
     # are used because an app's included routers need not expose theirs.
     labelled_routes = [route for router in routers for route in router.routes] + list(app.routes)
+    app.state.routes = labelled_routes  # the Allow header of a 405 lists what they serve
     install_error_handlers(app)
 
     # Starlette wraps in reverse order: the last added runs first. From the outside in:
@@ -97,6 +101,21 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     return app
+
+
+def _publish_document_schema(app: FastAPI) -> None:
+    """Adds the JSON value schema the payload and compatibility fields refer to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()  # caches itself in app.openapi_schema
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas[JSON_VALUE_SCHEMA_NAME] = JSON_VALUE_SCHEMA
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app_from_env() -> FastAPI:

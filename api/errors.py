@@ -8,9 +8,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.examples import json_example
 from api.models import ErrorResponse, ValidationErrorResponse
@@ -121,6 +124,7 @@ def install_error_handlers(app: FastAPI) -> None:
     )
     app.add_exception_handler(SchemaMissing, plain(503))
     app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(InvalidPayload, _invalid_payload)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _internal_error)
@@ -132,6 +136,26 @@ async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
     return JSONResponse({"detail": jsonable_encoder(problems)}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route on the path only; one path
+        # has a route per method (GET and POST /tasks), so every matching route is asked.
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return await http_exception_handler(request, exc)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on the request's path (``app.state.routes``: every
+    route, those of the included routers too)."""
+    methods: set[str] = set()
+    for route in request.app.state.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
 
 
 async def _invalid_payload(request: Request, exc: Exception) -> JSONResponse:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import validation_problem
 from queue_core.settings import QueueSettings
-from queue_core.validation import has_long_digit_run, json_depth
+from queue_core.validation import json_depth, may_hold_big_numbers
 
 # Room for the fields around a payload (type, compatibility, keys) in a one-task body.
 ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
@@ -136,9 +136,10 @@ class LimitedJSONRequest(Request):
             # orjson.JSONDecodeError subclasses json.JSONDecodeError: FastAPI answers it with 422.
             body = await self.body()
             value = orjson.loads(body)
-            if has_long_digit_run(body):
+            if may_hold_big_numbers(body):
                 # orjson reads an integer past 64 bits as a float: the value would change
                 # silently. The standard parser keeps it exact, so the core refuses it (422).
+                # (A rare body: only one with 19 digits in a row or an exponent of 18 or more.)
                 value = json.loads(body)
             settings: QueueSettings = self.app.state.settings
             limit = body_depth_limit(settings)

@@ -97,7 +97,8 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     """The path template (`/api/queue/tasks/{task_id}`), never the raw path: the label set stays
     bounded whatever clients send."""
     for route in routes:
-        path = getattr(route, "path", None)
+        # path_format drops the convertors: `{task_id:int}` is labelled `{task_id}`.
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
         if isinstance(path, str) and route.matches(scope)[0] != Match.NONE:
             return path
     return UNMATCHED_ROUTE

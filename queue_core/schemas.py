@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 from queue_core.clock import ensure_utc
 from queue_core.settings import (
@@ -20,6 +27,7 @@ from queue_core.settings import (
     TYPE_PATTERN,
 )
 from queue_core.states import TaskStatus
+from queue_core.validation import INT64_MAX, INT64_MIN
 
 # ISO-8601 with an explicit "+00:00" offset: Python 3.10's datetime.fromisoformat rejects "Z".
 UtcTimestamp = Annotated[
@@ -32,7 +40,34 @@ TaskType = Annotated[
 ]
 Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 MaxAttempts = Annotated[int, Field(ge=MAX_ATTEMPTS_MIN, le=MAX_ATTEMPTS_MAX)]
-IdempotencyKey = Annotated[str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH)]
+# No U+0000: PostgreSQL text and jsonb cannot hold it (an ECMA and Python regular expression).
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+IdempotencyKey = Annotated[
+    str, Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH, pattern=NO_NUL_PATTERN)
+]
+
+# What a payload or compatibility document may hold, as the OpenAPI document states it: any
+# JSON but strings with U+0000 and numbers outside the signed 64-bit range (the checks of
+# queue_core.validation, which also bound size and depth). The API publishes JSON_VALUE_SCHEMA
+# under this name in its components.
+JSON_VALUE_SCHEMA_NAME = "JsonValue"
+_JSON_VALUE_REF = {"$ref": f"#/components/schemas/{JSON_VALUE_SCHEMA_NAME}"}
+JSON_OBJECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": {"pattern": NO_NUL_PATTERN},
+    "additionalProperties": _JSON_VALUE_REF,
+}
+JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL_PATTERN},
+        {"type": "number", "minimum": INT64_MIN, "maximum": INT64_MAX},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": _JSON_VALUE_REF},
+        JSON_OBJECT_SCHEMA,
+    ]
+}
+JsonObject = Annotated[dict[str, Any], WithJsonSchema(JSON_OBJECT_SCHEMA, mode="validation")]
 
 
 class TaskCreate(BaseModel):
@@ -54,13 +89,21 @@ class TaskCreate(BaseModel):
     )
 
     type: TaskType
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: JsonObject = Field(default_factory=dict)
     priority: Priority = PRIORITY_DEFAULT
-    compatibility: dict[str, Any] = Field(default_factory=dict)
+    compatibility: JsonObject = Field(default_factory=dict)
     max_attempts: MaxAttempts = MAX_ATTEMPTS_DEFAULT
     run_after_utc: datetime | None = None
     idempotency_key: IdempotencyKey | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86_400)] | None = None
+
+    @field_validator("run_after_utc", mode="before")
+    @classmethod
+    def _not_a_number(cls, value: Any) -> Any:
+        # pydantic would read a number as Unix seconds; the document says a date-time string.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError("must be an ISO-8601 date-time string with a UTC offset")
+        return value
 
     @field_validator("run_after_utc")
     @classmethod

@@ -18,9 +18,9 @@ INT64_MAX = 2**63 - 1
 
 EMPTY_DOCUMENT = "{}"
 
-# An integer outside the signed 64-bit range has at least 19 digits; only a document holding
-# such a run of digits is walked for one.
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# A number outside the signed 64-bit range is written with at least 19 digits, or with an
+# exponent of 18 or more (orjson writes 1e20 so); only a document holding either is walked.
+_BIG_NUMBER_TEXT = re.compile(rb"\d{19}|[eE]\+?(?:1[89]|[2-9]\d|\d{3})")
 
 
 class PayloadTooLarge(QueueError):
@@ -32,7 +32,8 @@ class PayloadTooLarge(QueueError):
 
 class InvalidPayload(QueueError):
     """The payload cannot be stored: not JSON, nested too deep, or holding a value that would
-    change on the way (NaN, a NUL character, an integer outside the signed 64-bit range)."""
+    change on the way or that the contract refuses (NaN, a NUL character, a number outside the
+    signed 64-bit range)."""
 
 
 def json_depth(value: Any, limit: int) -> int:
@@ -54,9 +55,9 @@ def json_depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def has_long_digit_run(text: bytes) -> bool:
-    """True when ``text`` may hold an integer outside the signed 64-bit range."""
-    return _LONG_DIGITS.search(text) is not None
+def may_hold_big_numbers(text: bytes) -> bool:
+    """True when the JSON ``text`` may hold a number outside the signed 64-bit range."""
+    return _BIG_NUMBER_TEXT.search(text) is not None
 
 
 def check_document(name: str, value: Mapping[str, Any], settings: QueueSettings) -> int:
@@ -83,9 +84,10 @@ def encode_document(name: str, value: Mapping[str, Any], settings: QueueSettings
     if encoded.count(b"{") + encoded.count(b"[") > limit and json_depth(value, limit) > limit:
         raise InvalidPayload(f"{name} is nested deeper than {limit} levels")
     # orjson writes NaN and Infinity as null (the value would silently change), jsonb cannot
-    # hold U+0000, and an integer past the signed 64-bit range is no BIGINT and no exact double.
+    # hold U+0000, and a number past the signed 64-bit range is refused (CONTRACT §8): as an
+    # integer it is no BIGINT and no exact double, and JSON cannot tell 1e20 from 10**20.
     # Each leaves a trace in the bytes, so only then is the value walked.
-    if b"null" in encoded or b"\\u0000" in encoded or has_long_digit_run(encoded):
+    if b"null" in encoded or b"\\u0000" in encoded or may_hold_big_numbers(encoded):
         problem = _unstorable(value)
         if problem:
             raise InvalidPayload(f"{name} {problem}")
@@ -99,9 +101,9 @@ def _unstorable(value: Any) -> str | None:
         item = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
             return f"holds {item!r}: JSON has no NaN or Infinity"
-        if isinstance(item, int) and not isinstance(item, bool):
-            if not INT64_MIN <= item <= INT64_MAX:
-                return f"holds the integer {item}, outside the signed 64-bit range"
+        if isinstance(item, int | float) and not isinstance(item, bool):
+            if not INT64_MIN <= item <= INT64_MAX:  # exact, also for floats
+                return f"holds the number {item!r}, outside the signed 64-bit range"
         elif isinstance(item, str) and "\x00" in item:
             return "holds a NUL character (U+0000), which PostgreSQL cannot store"
         elif isinstance(item, Mapping):

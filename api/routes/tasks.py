@@ -32,9 +32,20 @@ from queue_core.states import TaskStatus
 # Ids are BIGINT on PostgreSQL: a larger number can name no task and must not reach the driver.
 ID_MAX = 2**63 - 1
 
+# Task paths match digits only (`{task_id:int}`), so `GET /tasks/batch` is the batch route's 405
+# (with its Allow header), not a 422 about an id, and `/tasks/abc` is a 404.
+
 
 def _empty_is_absent(value: object) -> object:
     return None if value == "" else value
+
+
+EMPTY_VALUE: dict[str, Any] = {"type": "string", "maxLength": 0}
+
+
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI schema of a query parameter that also takes the empty value as absent."""
+    return {"anyOf": [schema, EMPTY_VALUE]}
 
 
 # Constraints sit on the inner types so that an empty value, mapped to None first, skips them.
@@ -128,24 +139,43 @@ def list_tasks(
     status: Annotated[
         TaskStatus | None,
         BeforeValidator(_empty_is_absent),
-        Query(description="Only tasks in this state."),
+        Query(
+            description="Only tasks in this state.",
+            json_schema_extra=_or_empty({"$ref": "#/components/schemas/TaskStatus"}),
+        ),
     ] = None,
     type: Annotated[
         TypeFilter | None,
         BeforeValidator(_empty_is_absent),
-        Query(description="Only tasks of this type."),
+        Query(
+            description="Only tasks of this type.",
+            json_schema_extra=_or_empty(
+                {"type": "string", "maxLength": TYPE_MAX_LENGTH, "pattern": TYPE_PATTERN}
+            ),
+        ),
     ] = None,
     limit: Annotated[
         ListLimit,
         BeforeValidator(lambda value: LIST_LIMIT_DEFAULT if value == "" else value),
-        Query(description="At most this many tasks."),
+        Query(
+            description="At most this many tasks.",
+            json_schema_extra=_or_empty(
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": LIST_LIMIT_MAX,
+                    "default": LIST_LIMIT_DEFAULT,
+                }
+            ),
+        ),
     ] = LIST_LIMIT_DEFAULT,
     before_id: Annotated[
         BeforeId | None,
         BeforeValidator(_empty_is_absent),
         Query(
             description="Only tasks with a smaller id: pass the last `task_id` of a page to "
-            "get the next page."
+            "get the next page.",
+            json_schema_extra=_or_empty({"type": "integer", "minimum": 1, "maximum": ID_MAX}),
         ),
     ] = None,
 ) -> Response:
@@ -155,7 +185,7 @@ def list_tasks(
 
 
 @router.get(
-    "/tasks/{task_id}",
+    "/tasks/{task_id:int}",
     response_model=Task,
     summary="Get a task",
     responses={200: {"content": json_example(TASK_EXAMPLE)}, **error_responses(404)},
@@ -165,7 +195,7 @@ def get_task(task_id: TaskId, tasks: Tasks) -> Response:
 
 
 @router.post(
-    "/tasks/{task_id}/cancel",
+    "/tasks/{task_id:int}/cancel",
     response_model=Task,
     summary="Cancel a task",
     response_description="The task was queued and is now cancelled.",
@@ -191,7 +221,7 @@ def cancel_task(task_id: TaskId, tasks: Tasks) -> Response:
 
 
 @router.post(
-    "/tasks/{task_id}/retry",
+    "/tasks/{task_id:int}/retry",
     response_model=Task,
     summary="Re-queue a failed or cancelled task",
     response_description="The task, queued again with a fresh set of attempts.",
@@ -205,7 +235,7 @@ def retry_task(task_id: TaskId, tasks: Tasks) -> Response:
 
 
 @router.get(
-    "/tasks/{task_id}/logs",
+    "/tasks/{task_id:int}/logs",
     response_model=list[TaskLog],
     summary="A task's history",
     response_description="Every recorded event of the task, oldest first.",

@@ -128,11 +128,19 @@ def test_integers_inside_signed_64_bits_round_trip(client: TestClient, value: in
     assert orjson.loads(got.content)["payload"] == {"x": value, "y": str(value)}
 
 
-def test_long_digit_strings_and_floats_are_not_integers(client: TestClient) -> None:
-    payload = {"s": "1" * 40, "f": 1.0e30, "g": 12345678901234567890.5}
+def test_long_digit_strings_are_not_numbers(client: TestClient) -> None:
+    payload = {"s": "1" * 40, "e": "1e300", "f": 9.2e18, "g": 1234567890123456.5, "h": 1e-300}
     created = client.post(TASKS, json={"type": "demo.echo", "payload": payload})
     assert created.status_code == 201, created.text
     assert created.json()["payload"] == payload
+
+
+@pytest.mark.parametrize("text", ["1e19", "-1.0e300", "9.3E+18", "12345678901234567890.5"])
+def test_floats_outside_the_range_are_422_too(client: TestClient, text: str) -> None:
+    """CONTRACT §8 speaks of JSON numbers: 1e19 and 10000000000000000000 are the same one."""
+    raw = b'{"type": "demo.echo", "payload": {"x": %s}}' % text.encode()
+    response = client.post(TASKS, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
 
 
 @pytest.mark.parametrize("value", OUT_OF_RANGE_INTEGERS)
