@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, Security
@@ -43,9 +44,15 @@ def _empty_is_absent(value: object) -> object:
 EMPTY_VALUE: dict[str, Any] = {"type": "string", "maxLength": 0}
 
 
-def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI schema of a query parameter that also takes the empty value as absent."""
-    return {"anyOf": [schema, EMPTY_VALUE]}
+def _or_empty(schema: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """Rewrites a query parameter's OpenAPI schema to also take the empty value (as absent)."""
+
+    def rewrite(generated: dict[str, Any]) -> None:
+        kept = {k: v for k, v in generated.items() if k in ("title", "description", "default")}
+        generated.clear()
+        generated.update(kept, anyOf=[schema, EMPTY_VALUE])
+
+    return rewrite
 
 
 # Constraints sit on the inner types so that an empty value, mapped to None first, skips them.
