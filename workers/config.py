@@ -15,7 +15,7 @@ from queue_core.settings import (
     SWEEP_INTERVAL_SECONDS,
 )
 from queue_core.states import STRATEGY_DEFAULT, SchedulingStrategy
-from workers.defaults import METRICS_HOST_DEFAULT, TASK_LOG_LEVEL_DEFAULT
+from workers.defaults import METRICS_HOST_DEFAULT, PREFETCH_DEFAULT, TASK_LOG_LEVEL_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class WorkerConfig:
 
     database_url: str | None = None
     concurrency: int = CONCURRENCY_DEFAULT
+    prefetch: int = PREFETCH_DEFAULT
+    """Tasks claimed beyond the free slots in one round, for task types whose handlers are
+    short (measured per type); 0 switches prefetch off. See docs/workers.md."""
     strategy: SchedulingStrategy | str = STRATEGY_DEFAULT
     capabilities: Mapping[str, Any] = field(default_factory=dict)
     lease_seconds: float = LEASE_SECONDS_DEFAULT
@@ -46,6 +49,8 @@ class WorkerConfig:
         object.__setattr__(self, "strategy", SchedulingStrategy(self.strategy))
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if self.prefetch < 0:
+            raise ValueError("prefetch cannot be negative")
         if self.lease_seconds < LEASE_SECONDS_MIN:
             raise ValueError(f"lease_seconds must be at least {LEASE_SECONDS_MIN:g}")
         if self.poll_interval <= 0:

@@ -33,3 +33,21 @@ TASK_LOGGER = "prismq.queue.task"
 
 # After a second stop signal, outcomes and releases get this long before the worker exits.
 IMMEDIATE_RECORD_SECONDS = 1.0
+
+# While the database stays unavailable the worker logs the first failure and every this
+# many failures after it (the back-off caps at DB_RETRY_MAX_SECONDS: one line per ~50 s).
+DB_FAILURE_LOG_EVERY = 10
+
+# A finished task's outcome is written with the next claim; when no claim comes sooner (every
+# slot busy, or prefetched tasks still to run) it is written on its own after at most this
+# long. See docs/workers.md for the measurement behind it.
+FLUSH_INTERVAL_SECONDS = 0.02
+
+# Prefetch: claim this many tasks beyond the free slots in one round (--prefetch; 0 = off).
+# Chosen by measurement (docs/workers.md). Only types whose average handler time is known
+# and short are prefetched: a prefetched task may wait at most about
+# PREFETCH_WAIT_BUDGET_SECONDS (per free slot) for its turn, so minutes-long tasks never are.
+PREFETCH_DEFAULT = 10
+PREFETCH_WAIT_BUDGET_SECONDS = 0.05
+# Weight of the newest handler duration in a type's moving average.
+DURATION_EWMA_WEIGHT = 0.2

@@ -1,13 +1,14 @@
-"""Running handlers: a fixed set of threads for sync handlers, one event loop for async ones.
+"""Running one handler: :class:`Execution` (sync or async) and the event loop for async ones.
 
-The runtime hands an :class:`Execution` to :class:`HandlerExecutor` and hears back through
-the execution's ``on_done`` callback, called from the thread that ran the handler. Nothing
-here touches the database.
+A sync handler runs on the calling thread: the executor's slot thread calls
+:meth:`Execution.run_sync` itself, so no thread hand-off happens per task. An async handler
+runs on the one :class:`AsyncRunner` loop; its slot thread waits for it. Nothing here touches
+the database.
 
 A thread cannot be killed. When a sync handler overruns its time limit (or the worker stops
-waiting for it at shutdown) its thread is *retired*: a new thread takes its place, and the
-old one exits whenever the handler returns, its result discarded. Async handlers are
-cancelled instead.
+waiting for it at shutdown) its slot thread is *retired* by the executor: a new thread takes
+its place, and the old one exits whenever the handler returns, its result discarded. Async
+handlers are cancelled instead.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +31,20 @@ from workers.registry import Handler
 
 log = logging.getLogger(WORKER_LOGGER)
 
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+INTERRUPTED = "interrupted"  # an async handler was cancelled (cancel requested, lease lost)
+TIMED_OUT = "timed_out"  # the worker stopped waiting: the time limit passed
+RELEASED = "released"  # given back unfinished (shutdown), no attempt used
+NOT_STARTED = "not_started"  # its cancellation was requested before it started
+
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a handler ended: it returned ``result``, raised ``error``, or was cancelled."""
+    """How an attempt ended: its handler returned ``result``, raised ``error``, was cancelled
+    or timed out, or the worker gave the task back (``kind`` says which)."""
 
-    kind: str  # "succeeded" | "failed" | "interrupted"
+    kind: str
     result: Any = None
     error: str | None = None
     permanent: bool = False
@@ -45,7 +53,7 @@ class Outcome:
 
     @property
     def succeeded(self) -> bool:
-        return self.kind == "succeeded"
+        return self.kind == SUCCEEDED
 
 
 def describe_error(error: BaseException) -> str:
@@ -55,35 +63,31 @@ def describe_error(error: BaseException) -> str:
     return text
 
 
+def _permanent(error: str, duration: float) -> Outcome:
+    # A result that cannot be stored will not become storable on a retry: fail at once.
+    return Outcome(FAILED, error=error, permanent=True, duration=duration)
+
+
 def _checked_result(value: Any, limit_bytes: int, duration: float) -> Outcome:
     if inspect.isawaitable(value):
         if inspect.iscoroutine(value):
             value.close()
-        return Outcome(
-            "failed",
-            error="the handler returned an awaitable; declare it `async def`",
-            duration=duration,
-        )
+        return _permanent("the handler returned an awaitable; declare it `async def`", duration)
     try:
         size = len(orjson.dumps(value))
     except TypeError as exc:
-        return Outcome(
-            "failed",
-            error=f"the handler's return value is not JSON-serialisable: {exc}",
-            duration=duration,
-        )
+        return _permanent(f"the handler's return value is not JSON-serialisable: {exc}", duration)
     if size > limit_bytes:
-        return Outcome(
-            "failed",
-            error=f"the handler's return value is {size} bytes of JSON; the limit is {limit_bytes}",
-            duration=duration,
+        return _permanent(
+            f"the handler's return value is {size} bytes of JSON; the limit is {limit_bytes}",
+            duration,
         )
-    return Outcome("succeeded", result=value, duration=duration)
+    return Outcome(SUCCEEDED, result=value, duration=duration)
 
 
 def _raised(error: BaseException, duration: float) -> Outcome:
     return Outcome(
-        "failed",
+        FAILED,
         error=describe_error(error),
         permanent=isinstance(error, PermanentError),
         exception=error,
@@ -92,31 +96,30 @@ def _raised(error: BaseException, duration: float) -> Outcome:
 
 
 class Execution:
-    """One run of one handler. ``on_done`` is called once, from the running thread."""
+    """One run of one handler; :attr:`outcome` is set once it ends."""
 
     def __init__(
         self,
         handler: Handler,
         payload: dict[str, Any],
         ctx: TaskContext,
-        on_done: Callable[[Execution], None],
         *,
         result_limit_bytes: int,
     ) -> None:
         self.handler = handler
         self.payload = payload
         self.ctx = ctx
-        self.on_done = on_done
         self.result_limit_bytes = result_limit_bytes
         self.outcome: Outcome | None = None
-        self.retired = False
-        self._finished = False
+        self.interrupted = False  # an async handler was asked to stop already
+        self._done = threading.Event()
         self._task: asyncio.Task[None] | None = None
 
     def _args(self) -> tuple[Any, ...]:
         return (self.payload, self.ctx) if self.handler.takes_context else (self.payload,)
 
-    def run_sync(self) -> None:
+    def run_sync(self) -> Outcome:
+        """Run a sync handler on this thread."""
         started = time.perf_counter()
         try:
             value = self.handler.func(*self._args())
@@ -125,6 +128,7 @@ class Execution:
         else:
             outcome = _checked_result(value, self.result_limit_bytes, time.perf_counter() - started)
         self._finish(outcome)
+        return outcome
 
     async def run_async(self) -> None:
         started = time.perf_counter()
@@ -132,7 +136,7 @@ class Execution:
             value = await self.handler.func(*self._args())
         except asyncio.CancelledError:
             outcome = Outcome(
-                "interrupted", error="cancelled", duration=time.perf_counter() - started
+                INTERRUPTED, error="cancelled", duration=time.perf_counter() - started
             )
         except BaseException as exc:  # noqa: BLE001
             outcome = _raised(exc, time.perf_counter() - started)
@@ -141,87 +145,17 @@ class Execution:
         self._finish(outcome)
 
     def _finish(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self._finished = True
-        try:
-            self.on_done(self)
-        except Exception:  # pragma: no cover - the runtime's callback only enqueues
-            log.exception("reporting the end of task %s failed", self.ctx.task_id)
+        if self.outcome is None:
+            self.outcome = outcome
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        self._done.wait(timeout)
+        return self.outcome
 
     @property
     def finished(self) -> bool:
-        return self._finished
-
-
-class ThreadSlots:
-    """Up to ``size`` daemon threads taking sync executions from one queue.
-
-    Threads start on demand and are reused, never created per task. Daemon threads, so a
-    handler that never returns cannot keep the process from exiting.
-    """
-
-    def __init__(self, size: int, name: str = "prismq-handler") -> None:
-        self._size = size
-        self._name = name
-        self._jobs: queue.SimpleQueue[Execution | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._live = 0
-        self._idle = 0
-        self._serial = 0
-        self._threads: list[threading.Thread] = []
-
-    def submit(self, execution: Execution) -> None:
-        with self._lock:
-            if self._idle == 0 and self._live < self._size:
-                self._spawn_locked()
-            else:
-                self._idle -= 1
-        self._jobs.put(execution)
-
-    def _spawn_locked(self) -> None:
-        self._serial += 1
-        self._live += 1
-        thread = threading.Thread(
-            target=self._serve, name=f"{self._name}-{self._serial}", daemon=True
-        )
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            execution = self._jobs.get()
-            if execution is None:
-                return
-            execution.run_sync()
-            with self._lock:
-                if execution.retired:
-                    return  # a replacement took this thread's place
-                self._idle += 1
-
-    def retire(self, execution: Execution) -> bool:
-        """Stop waiting for ``execution``: its thread leaves the pool when the handler returns,
-        and the next submit starts a new thread in its place.
-
-        Returns False when the execution had already finished (nothing to retire).
-        """
-        with self._lock:
-            if execution.finished:
-                return False
-            execution.retired = True
-            self._live -= 1
-            return True
-
-    def close(self, timeout: float = 1.0) -> None:
-        with self._lock:
-            threads = [t for t in self._threads if t.is_alive()]
-            count = self._live
-            self._live = 0
-            self._idle = 0
-        for _ in range(count):
-            self._jobs.put(None)
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        return self._done.is_set()
 
 
 class AsyncRunner:
@@ -250,8 +184,12 @@ class AsyncRunner:
         asyncio.set_event_loop(loop)
         loop.run_forever()
 
-    def submit(self, execution: Execution) -> None:
+    def run(self, execution: Execution) -> Outcome:
+        """Run an async handler on the loop and wait for it (on the calling slot thread)."""
         self._ensure_loop().call_soon_threadsafe(self._start, execution)
+        outcome = execution.wait()
+        assert outcome is not None
+        return outcome
 
     def _start(self, execution: Execution) -> None:
         coro: Coroutine[Any, Any, None] = execution.run_async()
@@ -260,16 +198,17 @@ class AsyncRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _task: self._ensure_finished(execution))
-        if execution.ctx.should_stop:
+        if execution.ctx.should_stop or execution.interrupted:
             # Stopped before it started: cancel after its first step, inside its try block.
             asyncio.get_running_loop().call_soon(task.cancel)
 
     @staticmethod
     def _ensure_finished(execution: Execution) -> None:
         if not execution.finished:  # cancelled before its first step ran
-            execution._finish(Outcome("interrupted", error="cancelled"))
+            execution._finish(Outcome(INTERRUPTED, error="cancelled"))
 
     def cancel(self, execution: Execution) -> None:
+        execution.interrupted = True
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._cancel, execution)
@@ -295,47 +234,3 @@ class AsyncRunner:
         thread.join(timeout)
         if not thread.is_alive():
             loop.close()
-
-
-class HandlerExecutor:
-    """Starts executions on the right runner and stops waiting for them on request."""
-
-    def __init__(self, concurrency: int, *, result_limit_bytes: int) -> None:
-        self.result_limit_bytes = result_limit_bytes
-        self.threads = ThreadSlots(concurrency)
-        self.loop = AsyncRunner()
-
-    def start(
-        self,
-        handler: Handler,
-        payload: dict[str, Any],
-        ctx: TaskContext,
-        on_done: Callable[[Execution], None],
-    ) -> Execution:
-        execution = Execution(
-            handler, payload, ctx, on_done, result_limit_bytes=self.result_limit_bytes
-        )
-        if handler.is_async:
-            self.loop.submit(execution)
-        else:
-            self.threads.submit(execution)
-        return execution
-
-    def interrupt(self, execution: Execution) -> None:
-        """Ask an async handler to stop now (cancel); sync handlers see it in their context."""
-        if execution.handler.is_async:
-            self.loop.cancel(execution)
-
-    def abandon(self, execution: Execution) -> bool:
-        """Stop waiting: cancel an async handler, retire a sync handler's thread."""
-        if execution.handler.is_async:
-            if execution.finished:
-                return False
-            execution.retired = True
-            self.loop.cancel(execution)
-            return True
-        return self.threads.retire(execution)
-
-    def close(self, timeout: float = 1.0) -> None:
-        self.loop.close(timeout)
-        self.threads.close(timeout)

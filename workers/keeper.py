@@ -22,7 +22,7 @@ from queue_core.errors import DatabaseUnavailable
 from queue_core.repositories import LeaseRepository, RenewResult
 from queue_core.settings import HEARTBEAT_SECONDS_DEFAULT, RENEW_FRACTION, RENEW_LOG_EVERY
 from workers.backoff import Backoff
-from workers.defaults import WORKER_LOGGER
+from workers.defaults import DB_FAILURE_LOG_EVERY, WORKER_LOGGER
 
 log = logging.getLogger(WORKER_LOGGER)
 
@@ -71,6 +71,10 @@ class LeaseKeeper:
         while not self._stopped.wait(delay):
             delay = self.tick()
 
+    def _should_log(self) -> bool:
+        failures = self._backoff.failures
+        return failures == 1 or failures % DB_FAILURE_LOG_EVERY == 0
+
     def tick(self) -> float:
         """Renew and heartbeat once; returns the delay until the next tick."""
         leases = list(self._held())
@@ -88,11 +92,24 @@ class LeaseKeeper:
         except DatabaseUnavailable as exc:
             delay = self._backoff.failed()
             self._on_unavailable("renew leases", exc, delay)
+            if self._should_log():
+                self._log.warning(
+                    "database unavailable during renew leases (%s); retrying in %.2f s "
+                    "(failure %d)",
+                    exc,
+                    delay,
+                    self._backoff.failures,
+                )
             return delay
         except Exception as exc:  # noqa: BLE001 - the keeper must outlive any one failure
             delay = self._backoff.failed()
-            self._log.exception("renewing leases failed; retrying in %.2f s", delay)
-            del exc
+            self._on_unavailable("renew leases", exc, delay)
+            if self._should_log():
+                self._log.error(
+                    "renewing leases failed; retrying in %.2f s",
+                    delay,
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
             return delay
         outage = self._backoff.succeeded()
         if outage is not None:

@@ -1,8 +1,10 @@
-"""Wake the run loop when new work may be there: the backend's waiter, in a thread of its own.
+"""Where the fetcher waits for new work, and what wakes it.
 
-The waiter is LISTEN/NOTIFY on PostgreSQL, and on SQLite ``PRAGMA data_version`` polling plus
-an in-process wake-up when this process enqueues. Its ``wait`` blocks, so it runs here rather
-than in the run loop, which waits on one queue for every kind of event instead.
+The backend's waiter is LISTEN/NOTIFY on PostgreSQL, and on SQLite ``PRAGMA data_version``
+polling plus an in-process wake-up when this process enqueues. A waiter that can be woken
+(``wake``) is waited on directly by the fetching slot; one that cannot (a blocking LISTEN) runs
+in a :class:`NewTaskWatcher` thread that sets an event instead. Either way the fetcher waits
+at most the poll interval, the fallback for a missed notification.
 """
 
 from __future__ import annotations
@@ -56,3 +58,50 @@ class NewTaskWatcher:
             self._waiter.wake()
         if self._thread.is_alive():
             self._thread.join(timeout if timeout is not None else self._poll_interval + 1.0)
+
+
+class WorkSignal:
+    """``wait(timeout)`` until new work may be there or :meth:`wake` is called."""
+
+    def __init__(self, db: Database, poll_interval: float) -> None:
+        self._db = db
+        self._poll_interval = poll_interval
+        self._event = threading.Event()
+        self._waiter: TaskWaiter | None = None
+        self._watcher: NewTaskWatcher | None = None
+
+    def start(self) -> None:
+        waiter = self._db.new_task_waiter()
+        if waiter.in_loop:
+            self._waiter = waiter
+        else:
+            waiter.close()
+            self._watcher = NewTaskWatcher(self._db, self._poll_interval, self.wake)
+            self._watcher.start()
+
+    def wait(self, timeout: float) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            if self._event.wait(max(0.0, timeout)):
+                self._event.clear()
+            return
+        try:
+            waiter.wait(max(0.0, timeout))
+        except Exception:
+            log.debug("new-task waiter failed", exc_info=True)
+            self._event.wait(max(0.0, timeout))
+            self._event.clear()
+
+    def wake(self) -> None:
+        """Safe from any thread (not from a signal handler)."""
+        self._event.set()
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.wake()
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None

@@ -22,8 +22,8 @@ RECORD_DIR_ENV = "PRISMQ_TEST_RECORD_DIR"
 _lock = threading.Lock()
 
 
-def record(event: str, ctx: TaskContext, **fields: Any) -> None:
-    directory = os.environ.get(RECORD_DIR_ENV)
+def record(event: str, ctx: TaskContext, *, directory: str | None = None, **fields: Any) -> None:
+    directory = directory or os.environ.get(RECORD_DIR_ENV)
     if not directory:
         return
     line = {"event": event, "task_id": ctx.task_id, "attempt": ctx.attempt, "pid": os.getpid()}
@@ -100,9 +100,11 @@ async def async_wait(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any
 
 @task("t.hang")
 def hang(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    record("start", ctx)
+    # It outlives its test: note where to record its end before the next test moves the env.
+    directory = os.environ.get(RECORD_DIR_ENV)
+    record("start", ctx, directory=directory)
     time.sleep(float(payload.get("seconds", 2)))  # ignores the context on purpose
-    record("end", ctx)
+    record("end", ctx, directory=directory)
     return {"late": True}
 
 
@@ -139,6 +141,11 @@ async def echo_async(payload: dict[str, Any]) -> dict[str, Any]:
 @task("t.stamp")
 def stamp(payload: dict[str, Any], ctx: TaskContext) -> None:
     record("stamp", ctx, at=time.time())
+
+
+@task("t.thread")
+def thread_name(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"thread": threading.current_thread().name}
 
 
 @task("t.log_sleep")

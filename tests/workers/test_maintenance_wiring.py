@@ -52,7 +52,7 @@ def test_worker_purges_finished_tasks_past_retention(db_url: str, maintenance: b
                 ).scalar()
             assert holder == worker.worker_id
         else:
-            assert worker.maintenance is None
+            assert worker.housekeeping.scheduler is None
             # Another task run after the clock jump: the loop has gone round many times.
             later = tasks.enqueue(type="t.noop").task.task_id
             wait_until(lambda: tasks.get(later).status.value == "completed", timeout=30)

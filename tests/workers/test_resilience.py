@@ -82,7 +82,8 @@ def test_outcomes_wait_in_memory_while_sqlite_is_locked(
         wait_for_status(tasks, later, "completed", timeout=15)
 
         # Stopping while the database is still locked: the worker gives up after a bound.
-        monkeypatch.setattr("workers.runtime.FINAL_RECORD_SECONDS", 0.3)
+        monkeypatch.setattr("workers.supervisor.FINAL_RECORD_SECONDS", 0.3)
+        monkeypatch.setattr("workers.supervisor.IMMEDIATE_RECORD_SECONDS", 0.3)
         monkeypatch.setattr("workers.runtime.IMMEDIATE_RECORD_SECONDS", 0.3)
         stuck = tasks.enqueue(type="t.log_sleep", payload={"seconds": 0.2}).task.task_id
         wait_until(
@@ -109,7 +110,7 @@ def test_a_failing_run_loop_still_releases_its_tasks(db: Database, records: Path
     def broken(now: float) -> None:
         raise RuntimeError("a bug in the run loop")
 
-    worker._enforce_time_limits = broken  # type: ignore[method-assign]
+    worker.executor.enforce_time_limits = broken  # type: ignore[method-assign]
     worker.wake()
     with pytest.raises(RuntimeError, match="a bug in the run loop"):
         worker.join(20)
