@@ -54,7 +54,7 @@ def pg_schema_url() -> Iterator[str]:
             f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1/test)"
         )
     schema = f"prismq_test_{uuid.uuid4().hex[:10]}"
-    # pre-ping: a test may restart the server (tests/workers/test_outage.py)
+    # pre-ping: a dropped connection is replaced rather than failing the next test
     admin = create_engine(Database(base).url, pool_pre_ping=True)
     try:
         with admin.begin() as conn:

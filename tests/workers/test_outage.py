@@ -3,47 +3,54 @@ keep the finished handler's outcome in memory, and record it once the database i
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
+from queue_core import migrate
+from queue_core.database import Database
 from queue_core.repositories import TaskRepository
+from queue_core.settings import sqlite_url_for
+from tests import throwaway_pg
 from tests.workers.conftest import Workers, wait_for_status, wait_until
 
-PG_CTL = [
-    "pg_ctlcluster",
-    "--skip-systemctl-redirect",
-    None,  # the cluster version, from /etc/postgresql
-    "main",
-]
 # The server stays down past the moment the handler (1 s) finishes, so the worker must meet
 # the outage when it records the outcome; a plain restart can be over before that.
 PG_DOWN_SECONDS = 2.5
 
 
-def _pg_restart_command() -> list[str] | None:
-    """The pg_ctlcluster prefix for this machine's cluster; None where it cannot be used."""
-    if shutil.which("pg_ctlcluster") is None:
-        return None
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return None
-    versions = sorted(p.name for p in Path("/etc/postgresql").glob("*") if p.is_dir())
-    if not versions:
-        return None
-    return [part if part is not None else versions[-1] for part in PG_CTL]
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite as everywhere; PostgreSQL is a cluster of this test's own (tests/throwaway_pg.py),
+    since the test stops the server: the machine's shared cluster is never touched."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "queue.db"
+        shutil.copyfile(template, target)
+        yield sqlite_url_for(target)
+        return
+    reason = throwaway_pg.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"the PostgreSQL outage needs a throwaway cluster: {reason}")
+    with throwaway_pg.throwaway_cluster() as cluster:
+        request.node.stash[CLUSTER] = cluster
+        db = Database(cluster.url)
+        migrate.upgrade(db)
+        db.dispose()
+        yield cluster.url
+
+
+CLUSTER = pytest.StashKey[throwaway_pg.ThrowawayCluster]()
 
 
 def test_worker_survives_the_database_going_away(
-    backend: str, workers: Workers, tasks: TaskRepository
+    backend: str, workers: Workers, tasks: TaskRepository, request: pytest.FixtureRequest
 ) -> None:
-    if backend == "postgresql" and _pg_restart_command() is None:
-        pytest.skip("restarting PostgreSQL needs pg_ctlcluster and root on this machine")
     worker = workers.start(
         "--lease-seconds",
         "15",
@@ -55,13 +62,12 @@ def test_worker_survives_the_database_going_away(
     if backend == "sqlite":
         _hold_sqlite_exclusive_lock(tasks.db.url, seconds=3.0)
     else:
-        command = _pg_restart_command()
-        assert command is not None
-        subprocess.run([*command, "stop"], check=True, timeout=60, capture_output=True)
+        cluster = request.node.stash[CLUSTER]
+        cluster.stop()
         try:
             time.sleep(PG_DOWN_SECONDS)
         finally:
-            subprocess.run([*command, "start"], check=True, timeout=60, capture_output=True)
+            cluster.start()
         tasks.db.dispose()  # our own pooled connections died with the server
 
     done = wait_for_status(tasks, task_id, "completed", timeout=30)
