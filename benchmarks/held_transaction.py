@@ -59,15 +59,24 @@ Worker = tuple[subprocess.Popen[bytes], IO[bytes]]
 # --- the claim statement the probe explains ---
 
 
+def _pg_sql() -> Any:
+    try:  # where the dialect seam lives since issue 11 A, else where it was before
+        return importlib.import_module("queue_core.dialects.postgresql_sql")
+    except ImportError:
+        return importlib.import_module("queue_core.claim.postgresql")
+
+
 def claim_statement() -> str:
     """The PostgreSQL claim statement of the default strategy, as psycopg takes it."""
     from queue_core.states import STRATEGY_DEFAULT
 
-    try:  # where the dialect seam lives since issue 11 A, else where it was before
-        pg = importlib.import_module("queue_core.dialects.postgresql_sql")
-    except ImportError:
-        pg = importlib.import_module("queue_core.claim.postgresql")
+    pg = _pg_sql()
     return str(pg.dbapi_sql(pg.CLAIM_SQL[STRATEGY_DEFAULT]))
+
+
+def claim_setup() -> tuple[str, ...]:
+    """What a worker runs in the claim's transaction before the claim (plan pinning)."""
+    return tuple(getattr(_pg_sql(), "CLAIM_SETUP_SQL", ()))
 
 
 def _plan_numbers(plan: dict[str, Any]) -> dict[str, Any]:
@@ -144,24 +153,34 @@ class Probe(threading.Thread):
                 sample["heap_bytes"] = row[5]
             conn.rollback()
             if self.explain:
-                now = dt.datetime.now(dt.timezone.utc)
-                cur.execute(
-                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql,
-                    {
-                        "worker_id": "held-probe",
-                        "now": now,
-                        "lease_until": now + dt.timedelta(seconds=30),
-                        "types": [HELD_TASK_TYPE],
-                        "capabilities": "{}",
-                        "limit": 1,
-                    },
-                )
-                raw = cur.fetchone()[0]
-                plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]
-                conn.rollback()  # the probe's claim never happened
-                sample.update(_plan_numbers(plan))
-                self.plans[str(k)] = plan
+                # The claim as the workers run it (after CLAIM_SETUP_SQL), and the bare
+                # statement (the plan the planner picks on its own): the same state, twice.
+                for label, setup in (("", claim_setup()), ("bare_", ())):
+                    for statement in setup:
+                        cur.execute(statement)
+                    plan = self._explain(cur, sql)
+                    conn.rollback()  # the probe's claim never happened
+                    sample.update({label + k: v for k, v in _plan_numbers(plan).items()})
+                    self.plans[label + str(k)] = plan
         return sample
+
+    @staticmethod
+    def _explain(cur: Any, sql: str) -> dict[str, Any]:
+        now = dt.datetime.now(dt.timezone.utc)
+        cur.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql,
+            {
+                "worker_id": "held-probe",
+                "now": now,
+                "lease_until": now + dt.timedelta(seconds=30),
+                "types": [HELD_TASK_TYPE],
+                "capabilities": "{}",
+                "limit": 1,
+            },
+        )
+        raw = cur.fetchone()[0]
+        plan: dict[str, Any] = (json.loads(raw) if isinstance(raw, str) else raw)[0]
+        return plan
 
 
 # --- the session that holds a transaction open ---
@@ -489,7 +508,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             "after_phase": phase_summary(rows, ended, t0 + total),
             "produced": produced,
             "completed": completed,
-            "lost": produced - completed,
+            # not completed when the drain timed out: late, not necessarily lost
+            "unfinished": produced - completed,
             "extra_attempts": sum(n - 1 for *_, n, _s in rows if n > 1),
             "drain_s_after_producer": t_drained - (t0 + total),
             "log_counts": log_counts,
@@ -500,6 +520,9 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             "windows": windows,
             "plan_before": plans.get("0"),
             "plan_end_of_hold": plans.get(str(last_held)) if last_held is not None else None,
+            "bare_plan_end_of_hold": (
+                plans.get(f"bare_{last_held}") if last_held is not None else None
+            ),
             "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
         }
         return doc
@@ -535,7 +558,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"{s['hold_s']:g} s, then {s['after_s']:g} s more. Claim latency = enqueue to claim "
         "(`reserved_at_utc - created_at_utc`); claim statement = the workers' "
         "`prismq_worker_claim_seconds` (a bucket bound); probe = `EXPLAIN (ANALYZE, BUFFERS)` "
-        "of one claim, rolled back.",
+        "of one claim as the workers run it, rolled back; bare = the same claim statement "
+        "without `CLAIM_SETUP_SQL` (the planner's own choice), same moment.",
         "",
         "| phase | throughput/s | claim p50 ms | claim p99 ms | claim max ms |",
         "|---|---:|---:|---:|---:|",
@@ -556,12 +580,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"({'met' if tgt['throughput_met'] else 'MISSED'}: {held['throughput_per_s']:.1f}), "
         f"claim p99 < {tgt['claim_p99_ms']:g} ms "
         f"({'met' if tgt['claim_p99_met'] else 'MISSED'}: {_ms(held['claim_p99_ms'])}). "
-        f"Produced {doc['produced']}, completed {doc['completed']}, lost {doc['lost']}, "
+        f"Produced {doc['produced']}, completed {doc['completed']}, "
+        f"unfinished at the end {doc['unfinished']}, "
         f"extra attempts {doc['extra_attempts']}.",
         "",
         "| t (s) | phase | offered/s | done/s | backlog | claim p50 ms | claim p99 ms "
-        "| stmt p50 ms <= | stmt p99 ms <= | probe claim ms | probe buffers | dead tuples |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| stmt p50 ms <= | stmt p99 ms <= | probe claim ms | probe buffers "
+        "| probe bare ms | bare buffers | dead tuples |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for w in doc["windows"]:
         probe = w.get("probe", {})
@@ -570,7 +596,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
             f"{w['throughput_per_s']:.0f} | {w['backlog']} | {_ms(w['claim_p50_ms'])} | "
             f"{_ms(w['claim_p99_ms'])} | {_ms(w.get('claim_stmt_p50_ms_le'), 1)} | "
             f"{_ms(w.get('claim_stmt_p99_ms_le'), 1)} | {_ms(probe.get('execution_ms'), 2)} | "
-            f"{probe.get('shared_hit', '-')} | {probe.get('n_dead_tup', '-')} |"
+            f"{probe.get('shared_hit', '-')} | {_ms(probe.get('bare_execution_ms'), 2)} | "
+            f"{probe.get('bare_shared_hit', '-')} | {probe.get('n_dead_tup', '-')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -59,7 +59,7 @@ def test_held_transaction_repro_runs_and_reports(tmp_path: Path) -> None:
     assert doc["holder_error"] is None
     assert isinstance(doc["held_txid"], int)
     assert doc["produced"] == 160
-    assert doc["lost"] == 0
+    assert doc["unfinished"] == 0
     assert doc["completed"] == doc["produced"]
     assert doc["extra_attempts"] == 0
     assert doc["log_counts"].get("completed") == doc["produced"]
@@ -77,6 +77,7 @@ def test_held_transaction_repro_runs_and_reports(tmp_path: Path) -> None:
     assert plan is not None
     assert plan["Plan"]["Node Type"] == "ModifyTable"
     assert any("execution_ms" in w.get("probe", {}) for w in doc["windows"])
+    assert any("bare_execution_ms" in w.get("probe", {}) for w in doc["windows"])
 
     md = out.with_suffix(".md").read_text()
     assert "| **held** |" in md
