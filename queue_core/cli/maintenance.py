@@ -190,8 +190,7 @@ def analyze_command(database_url: str | None) -> None:
     type=click.FloatRange(min=0),
     default=None,
     metavar="DAYS",
-    help="Delete completed and cancelled tasks finished more than DAYS ago "
-    "[default: PRISMQ_QUEUE_RETENTION_DAYS, 7].",
+    help="Delete completed and cancelled tasks finished more than DAYS ago (required).",
 )
 @click.option(
     "--logs-older-than",
@@ -220,9 +219,13 @@ def purge_command(
     database_url: str | None,
 ) -> None:
     """Delete old finished tasks (with their logs) in short batches; never queued or leased."""
+    if older_than is None:
+        # Deleting is never a default (issue 12 item 19): the age is always the caller's.
+        raise click.UsageError(
+            "--older-than DAYS is required: purge deletes the completed and cancelled tasks "
+            "finished more than DAYS ago (add --dry-run to count them first)"
+        )
     with open_db(database_url) as db:
-        if older_than is None:
-            older_than = db.settings.retention_days
         counts = count_purgeable(
             db,
             older_than,

@@ -97,24 +97,23 @@ def test_purge_old_logs_and_batch_limit(db: Database) -> None:
         purge(db, -1)
 
 
-def test_purge_cli(
-    db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_purge_cli(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     db = Database(db_url)
     try:
         _old_history(db, ManualClock(utcnow() - timedelta(days=30)))
     finally:
         db.dispose()
-    # Without --older-than, PRISMQ_QUEUE_RETENTION_DAYS applies (7 days by default).
-    dry_run = ["maintenance", "purge", "--dry-run", "--database-url", db_url]
-    assert main(dry_run) == 0
-    assert "would delete 6 task(s)" in capsys.readouterr().out
-    monkeypatch.setenv("PRISMQ_QUEUE_RETENTION_DAYS", "60")
-    assert main(dry_run) == 0
-    assert "would delete 0 task(s)" in capsys.readouterr().out
+    # Without --older-than nothing is deleted: the age is required (issue 12 item 19).
+    for bare in (["maintenance", "purge"], ["maintenance", "purge", "--include-failed"]):
+        assert main([*bare, "--database-url", db_url]) == 2
+        out, err = capsys.readouterr()
+        assert err.strip().splitlines() == [
+            "error: --older-than DAYS is required: purge deletes the completed and cancelled "
+            "tasks finished more than DAYS ago (add --dry-run to count them first)"
+        ]
     args = ["maintenance", "purge", "--older-than", "7", "--database-url", db_url]
     assert main([*args, "--dry-run"]) == 0
-    assert "would delete 6 task(s)" in capsys.readouterr().out
+    assert "would delete 6 task(s)" in capsys.readouterr().out  # the bare runs deleted none
     assert main([*args, "--batch-size", "2", "--include-failed"]) == 0
     assert "9 task(s)" in capsys.readouterr().out
     assert main(["maintenance", "purge", "--older-than", "-1", "--database-url", db_url]) == 2
