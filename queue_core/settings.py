@@ -69,6 +69,7 @@ PG_PING_AFTER_IDLE_SECONDS = 1.0  # the hot path checks a kept connection idle t
 # --- API ---
 API_HOST_DEFAULT = "127.0.0.1"
 API_PORT_DEFAULT = 8000
+UP_PROGRESS_INTERVAL_SECONDS = 10.0  # `up` prints what moved in the queue this often
 RETRY_AFTER_SECONDS = 1
 
 # --- integration with an in-process BackgroundTaskManager (workers.integration) ---

@@ -48,6 +48,8 @@ class JobResult:
     summary: str
     backlog: bool = False
     """True when the job stopped with work left: it is due again in BACKLOG_RETRY_SECONDS."""
+    routine: bool = False
+    """True when nothing happened worth a person's attention: logged at DEBUG, not INFO."""
 
 
 class JobContext:
@@ -164,7 +166,8 @@ class MaintenanceScheduler:
             summary = result.summary
             if result.backlog:
                 next_in = min(interval, timedelta(seconds=BACKLOG_RETRY_SECONDS))
-            log.info("maintenance %s: %s", job.name, summary)
+            level = logging.DEBUG if result.routine else logging.INFO
+            log.log(level, "maintenance %s: %s", job.name, summary)
         except Exception as exc:  # a failing job must not take the worker down
             error = f"{type(exc).__name__}: {exc}"
             next_in = min(interval, timedelta(seconds=ERROR_RETRY_SECONDS))
@@ -209,7 +212,7 @@ def default_jobs(
             MaintenanceJob(
                 JOB_OPTIMIZE,
                 settings.maintenance_optimize_interval_seconds,
-                lambda _ctx: JobResult(optimize(db)),
+                lambda _ctx: JobResult(optimize(db), routine=True),
             )
         )
     jobs.append(
@@ -239,7 +242,8 @@ def _sweep(db: Database, clock: Clock) -> Callable[[JobContext], JobResult]:
         report = sweep(db, clock)
         return JobResult(
             f"recovered {report.total} task(s): {len(report.requeued)} requeued, "
-            f"{len(report.failed)} failed, {len(report.cancelled)} cancelled"
+            f"{len(report.failed)} failed, {len(report.cancelled)} cancelled",
+            routine=report.total == 0,
         )
 
     return run
@@ -249,7 +253,10 @@ def _checkpoint(db: Database, truncate_above: int) -> Callable[[JobContext], Job
     def run(_context: JobContext) -> JobResult:
         size = wal_bytes(db)
         mode = CheckpointMode.TRUNCATE if size > truncate_above else CheckpointMode.PASSIVE
-        return JobResult(checkpoint(db, mode).summary())
+        report = checkpoint(db, mode)
+        # The once-a-minute passive checkpoint is routine; a truncation or a busy one is not.
+        routine = mode is CheckpointMode.PASSIVE and not report.busy
+        return JobResult(report.summary(), routine=routine)
 
     return run
 
@@ -268,6 +275,7 @@ def _purge(
             progress=context.keep_alive,
             clock=clock,
         )
-        return JobResult(report.summary(), backlog=not report.finished)
+        deleted = report.tasks_deleted + report.old_logs_deleted
+        return JobResult(report.summary(), backlog=not report.finished, routine=deleted == 0)
 
     return run

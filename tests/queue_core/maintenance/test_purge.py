@@ -106,8 +106,7 @@ def test_purge_cli(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     # Without --older-than nothing is deleted: the age is required (issue 12 item 19).
     for bare in (["maintenance", "purge"], ["maintenance", "purge", "--include-failed"]):
         assert main([*bare, "--database-url", db_url]) == 2
-        out, err = capsys.readouterr()
-        assert err.strip().splitlines() == [
+        assert capsys.readouterr().err.strip().splitlines() == [
             "error: --older-than DAYS is required: purge deletes the completed and cancelled "
             "tasks finished more than DAYS ago (add --dry-run to count them first)"
         ]

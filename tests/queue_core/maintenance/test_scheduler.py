@@ -219,3 +219,30 @@ def test_run_due_never_raises_on_an_unmigrated_database(
         assert next_due > clock()
     finally:
         db.dispose()
+
+
+def test_routine_runs_log_at_debug_and_real_work_at_info(
+    leases_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12 item 18: the once-a-minute checkpoint (and any job that found nothing to do)
+    does not fill a terminal at INFO; a job that recovered or deleted something does."""
+    scheduler = MaintenanceScheduler(leases_db)
+    with caplog.at_level("DEBUG", logger="prismq.queue.maintenance"):
+        runs = scheduler.run_due()
+    assert runs
+    assert all(run.error is None for run in runs), runs
+    by_level = {(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records}
+    assert not [r for r in caplog.records if r.levelno >= 20], by_level
+    assert {message for _, message in by_level} >= {f"maintenance {run.name}" for run in runs}
+
+    # A day later the jobs are due again, and the sweep has an expired lease to recover.
+
+    caplog.clear()
+    old = ManualClock(utcnow() - timedelta(days=30))
+    leases = LeaseRepository(leases_db, old)
+    TaskRepository(leases_db, old).enqueue(type="stuck")
+    leases.claim("w-dead", ["stuck"], lease_seconds=30)
+    with caplog.at_level("DEBUG", logger="prismq.queue.maintenance"):
+        MaintenanceScheduler(leases_db, clock=ManualClock(utcnow() + timedelta(days=1))).run_due()
+    info = [r.getMessage() for r in caplog.records if r.levelno == 20]
+    assert any(m.startswith("maintenance sweep: recovered 1 task(s)") for m in info), info
