@@ -49,6 +49,7 @@ RowId = BigInteger().with_variant(Integer(), "sqlite")
 
 QUEUED = TaskStatus.QUEUED.value
 LEASED = TaskStatus.LEASED.value
+FAILED = TaskStatus.FAILED.value
 
 
 class Base(DeclarativeBase):
@@ -157,6 +158,13 @@ class TaskRow(Base):
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
         Index("ix_task_queue_status_type", "status", "type"),
+        # The dead-letter list, newest first, however rare failures are in a long history.
+        Index(
+            "ix_task_queue_failed",
+            "id",
+            sqlite_where=text(f"status = '{FAILED}'"),
+            postgresql_where=text(f"status = '{FAILED}'"),
+        ),
         Index(
             "ix_task_queue_finished",
             "finished_at_utc",

@@ -358,7 +358,13 @@ def workers_page(request: Request, user: User) -> Response:
     running: dict[str | None, list[Any]] = {}
     for item in dashboard.running_tasks():
         running.setdefault(item.worker_id, []).append(item)
-    return render(request, user, "workers.html", workers=workers.list(), running=running)
+    listed = workers.list()
+    known = {worker.worker_id for worker in listed}
+    orphans = sorted(
+        ((worker_id, items) for worker_id, items in running.items() if worker_id not in known),
+        key=lambda pair: pair[0] or "",
+    )
+    return render(request, user, "workers.html", workers=listed, running=running, orphans=orphans)
 
 
 # --- actions ---

@@ -122,3 +122,38 @@ def test_the_chart_queries_use_indexes_on_sqlite(sqlite_url: str) -> None:
                 assert "SCAN task_queue" not in detail.replace("USING", "|"), (name, detail)
                 if name == "throughput":
                     assert "COVERING INDEX" in detail, detail
+
+
+def test_the_dead_letter_list_uses_its_partial_index(sqlite_url: str) -> None:
+    """Rare failures in a long history must not make the dead-letter list walk all of it:
+    once statistics exist (the hourly optimize job), the planner takes ix_task_queue_failed."""
+    with Database(sqlite_url) as db:
+        tasks = TaskRepository(db)
+        leases = LeaseRepository(db)
+        failed = []
+        for _ in range(3):
+            task_id = tasks.enqueue(type="t", max_attempts=1).task.task_id
+            leases.fail(leases.claim("w", ["t"])[0].lease, "x", permanent=True)
+            failed.append(task_id)
+        with db.write() as conn:
+            conn.execute(
+                text(
+                    "WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq "
+                    "WHERE x < 2000) INSERT INTO task_queue (type, status) "
+                    "SELECT 'done', 'completed' FROM seq"
+                )
+            )
+            conn.execute(text("ANALYZE"))
+        with db.read() as conn:
+            detail = " ".join(
+                row[-1]
+                for row in conn.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT * FROM task_queue WHERE status = 'failed' "
+                        "ORDER BY id DESC LIMIT 50"
+                    )
+                )
+            )
+        assert "ix_task_queue_failed" in detail, detail
+        listed = [t.task_id for t in tasks.list(status="failed", limit=2)]
+        assert listed == sorted(failed, reverse=True)[:2]
