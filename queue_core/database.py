@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import DBAPIError
 
+from queue_core.audit import TaskLogWriter
 from queue_core.dialects import READ_ONLY_OPTION, Dialect, TaskWaiter, dialect_for
 from queue_core.dialects.connections import RawWriter
 from queue_core.errors import DatabaseMissing, DatabaseUnavailable, SchemaMissing
@@ -37,6 +38,8 @@ class Database:
         # The URL the engine really uses (postgresql:// and postgres:// name psycopg 3), so
         # whatever reuses it, Alembic among them, picks the same driver.
         self.url = self.engine.url.render_as_string(hide_password=False)
+        self.log_writer = TaskLogWriter(self.dialect, self.settings.audit)
+        """The one task_logs writer (PRISMQ_QUEUE_AUDIT applied)."""
         self._raw: RawWriter | None = None
         self._raw_lock = threading.Lock()
 

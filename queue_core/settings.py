@@ -73,6 +73,11 @@ UP_PROGRESS_INTERVAL_SECONDS = 10.0  # `up` prints what moved in the queue this 
 RETRY_AFTER_SECONDS = 1
 
 # --- integration with an in-process BackgroundTaskManager (workers.integration) ---
+AuditMode = Literal["full", "failures"]
+"""CONTRACT §3: what task_logs records besides the handlers' own records. ``full``: every
+transition; ``failures``: only retried, failed, cancelled, recovered and re-queued."""
+AUDIT_DEFAULT: AuditMode = "full"
+
 TaskManagerKind = Literal["in-memory", "queue"]
 TaskManagerFallback = Literal["fail", "in-memory"]
 TASK_MANAGER_DEFAULT: TaskManagerKind = "in-memory"  # switching to the queue is a deliberate act
@@ -135,6 +140,7 @@ class QueueSettings(BaseSettings):
     worker_stale_after_seconds: float = Field(default=WORKER_STALE_AFTER_SECONDS, gt=0)
     retry_base_seconds: float = Field(default=RETRY_BASE_SECONDS, ge=0)
     retry_cap_seconds: float = Field(default=RETRY_CAP_SECONDS, ge=0)
+    audit: AuditMode = AUDIT_DEFAULT
     task_manager: TaskManagerKind = TASK_MANAGER_DEFAULT
     task_manager_fallback: TaskManagerFallback = TASK_MANAGER_FALLBACK_DEFAULT
     maintenance_enabled: bool = MAINTENANCE_ENABLED_DEFAULT

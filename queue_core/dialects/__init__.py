@@ -15,10 +15,11 @@ or a DBAPI cursor they work on.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
@@ -36,6 +37,38 @@ READ_ONLY_OPTION = "prismq_read_only"
 
 JOB_CHECKPOINT = "checkpoint"
 JOB_OPTIMIZE = "optimize"
+
+
+class GuardedRow(NamedTuple):
+    """One row of a guarded batch: the lease to match, and the values its kind needs."""
+
+    task_id: int
+    worker_id: str | None
+    lease_token: int
+    message: str | None = None
+    """error_message: the error (retry, fail), the reason (cancel, recovery)."""
+    result_json: str | None = None
+    """The result as JSON text (complete, cancel)."""
+    at: datetime | None = None
+    """When the retry is due (retry)."""
+
+
+class GuardedResult(NamedTuple):
+    """A row a guarded statement matched, as it is now."""
+
+    task_id: int
+    status: str
+    cancel_requested: bool
+    attempts: int
+    max_attempts: int
+
+
+class LogRow(NamedTuple):
+    task_id: int
+    at_utc: datetime
+    level: str
+    message: str
+    details: Mapping[str, Any] | None
 
 
 class TaskWaiter(Protocol):
@@ -83,11 +116,30 @@ class Dialect(Protocol):
         """The claim of ``strategy`` (one statement; weighted_random also keeps its clock)."""
 
     def enqueue_logged(
-        self, writer: RawWriter, params: dict[str, Any], details: str, notify: bool
+        self,
+        writer: RawWriter,
+        params: dict[str, Any],
+        log: LogRow | None,
+        notify: bool,
     ) -> int | None:
-        """Insert one task, its "enqueued" log row (``details``: JSON text) and, when
-        ``notify``, the wake-up of sleeping workers, atomically. Returns the new id, or None
-        when the idempotency key exists already (nothing written)."""
+        """Insert one task, its "enqueued" log row (``log``, whose task_id is filled in; None
+        for none) and, when ``notify``, the wake-up of sleeping workers, atomically. Returns
+        the new id, or None when the idempotency key exists already (nothing written)."""
+
+    def set_state_if_leased_many(
+        self,
+        cursor: Any,
+        kind: str,
+        rows: Sequence[GuardedRow],
+        now: datetime,
+        lease_until: datetime | None = None,
+    ) -> list[GuardedResult]:
+        """One guarded statement for the whole batch of one outcome ``kind`` (complete, retry,
+        fail, release, cancel, expire, worker_lost, renew; see guarded_sql.py): only rows still
+        leased by the row's worker under its token change. Returns the rows that matched."""
+
+    def insert_logs(self, cursor: Any, rows: Sequence[LogRow]) -> None:
+        """Every task_logs row of the caller's transaction in one INSERT."""
 
     def notify_new_tasks(self, conn: Connection) -> None:
         """Announce committed work to sleeping workers (no-op where nothing listens)."""
@@ -174,6 +226,9 @@ __all__ = [
     "JOB_OPTIMIZE",
     "READ_ONLY_OPTION",
     "Dialect",
+    "GuardedResult",
+    "GuardedRow",
+    "LogRow",
     "TaskWaiter",
     "dialect_for",
 ]

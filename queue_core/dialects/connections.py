@@ -169,7 +169,6 @@ class RawWriter:
         self.engine = engine
         self.dialect = dialect
         self.sql: ModuleType = dialect.sql
-        self._insert_log_sql = self.sql.dbapi_sql(self.sql.INSERT_LOG_SQL)
         self._kept = kept
         self._idle = idle
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
@@ -253,23 +252,6 @@ class RawWriter:
                 cursor.close()
         except self._dbapi_error as exc:
             raise self._translate(exc, None, connection) from exc
-
-    def insert_logs(self, cursor: Any, entries: list[dict[str, Any]]) -> None:
-        """task_logs rows built with ``log_entry``, in the caller's transaction."""
-        if not entries:
-            return
-        bind_time, bind_json = self.sql.bind_time, self.sql.bind_json
-        cursor.executemany(
-            self._insert_log_sql,
-            [
-                {
-                    **entry,
-                    "at_utc": bind_time(entry["at_utc"]),
-                    "details": None if entry["details"] is None else bind_json(entry["details"]),
-                }
-                for entry in entries
-            ],
-        )
 
     def _rollback(self, connection: Any) -> None:
         try:

@@ -11,6 +11,8 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,11 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from queue_core.dialects import GuardedResult, GuardedRow, LogRow
 from queue_core.dialects import postgresql_sql as sql_module
 from queue_core.dialects.claiming import TaskClaimer, create_claimer
 from queue_core.dialects.connections import RawWriter, idle_for
+from queue_core.dialects.guarded import GuardedStatements
 from queue_core.errors import NotSupportedOnBackend, UnsupportedDatabase
 from queue_core.settings import (
     PG_MAX_OVERFLOW,
@@ -71,6 +75,8 @@ class PostgresDialect:
 
     def __init__(self) -> None:
         self._enqueue_logged_sql = sql_module.dbapi_sql(sql_module.ENQUEUE_LOGGED_SQL)
+        self._enqueue_notify_sql = sql_module.dbapi_sql(sql_module.ENQUEUE_NOTIFY_SQL)
+        self._guarded = GuardedStatements(sql_module)
 
     def create_engine(self, url: str, settings: QueueSettings) -> Engine:
         try:
@@ -101,14 +107,35 @@ class PostgresDialect:
     def claimer(self, strategy: SchedulingStrategy, rng: random.Random | None) -> TaskClaimer:
         return create_claimer(sql_module, strategy, rng)
 
+    def set_state_if_leased_many(
+        self,
+        cursor: Any,
+        kind: str,
+        rows: Sequence[GuardedRow],
+        now: datetime,
+        lease_until: datetime | None = None,
+    ) -> list[GuardedResult]:
+        return self._guarded.set_state_if_leased_many(cursor, kind, rows, now, lease_until)
+
+    def insert_logs(self, cursor: Any, rows: Sequence[LogRow]) -> None:
+        self._guarded.insert_logs(cursor, rows)
+
     def enqueue_logged(
-        self, writer: RawWriter, params: dict[str, Any], details: str, notify: bool
+        self,
+        writer: RawWriter,
+        params: dict[str, Any],
+        log: LogRow | None,
+        notify: bool,
     ) -> int | None:
         # One statement in autocommit, i.e. one round trip (ENQUEUE_LOGGED_SQL says how).
         with writer.statement() as cursor:
-            cursor.execute(
-                self._enqueue_logged_sql, {**params, "details": details, "notify": notify}
-            )
+            if log is None:
+                cursor.execute(self._enqueue_notify_sql, {**params, "notify": notify})
+            else:
+                details = None if log.details is None else orjson.dumps(log.details).decode()
+                cursor.execute(
+                    self._enqueue_logged_sql, {**params, "details": details, "notify": notify}
+                )
             inserted = cursor.fetchone()
         return None if inserted is None else int(inserted[0])
 

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from queue_core.clock import ensure_utc
+from queue_core.dialects import guarded_sql
 from queue_core.settings import PG_NOTIFY_CHANNEL
 from queue_core.states import SchedulingStrategy
 
@@ -173,21 +174,7 @@ FOR UPDATE SKIP LOCKED
 """
 
 
-# --- the DBAPI side of the hot path (queue_core/dialects/connections.py) ---
-
-# Completion, guarded like every transition: the row must still be leased by this holder.
-COMPLETE_SQL = """
-UPDATE task_queue
-SET status = 'completed', result = CAST(:result AS json), finished_at_utc = :now,
-    lease_until_utc = NULL, updated_at_utc = :now
-WHERE id = :id AND status = 'leased' AND locked_by = :worker_id AND lease_token = :lease_token
-RETURNING id
-"""
-
-INSERT_LOG_SQL = """
-INSERT INTO task_logs (task_id, at_utc, level, message, details)
-VALUES (:task_id, :at_utc, :level, :message, CAST(:details AS jsonb))
-"""
+# --- enqueue (the hot path's DBAPI connection, queue_core/dialects/connections.py) ---
 
 # Enqueue: see sqlite_sql.py. payload is json (kept as written), compatibility jsonb.
 ENQUEUE_COLUMNS = """type, priority, payload, compatibility, status, attempts, max_attempts,
@@ -237,6 +224,17 @@ WITH new AS (
 SELECT id, CASE WHEN :notify THEN pg_notify('{PG_NOTIFY_CHANNEL}', '') END FROM new
 """
 
+# The same without the log row (PRISMQ_QUEUE_AUDIT=failures).
+ENQUEUE_NOTIFY_SQL = f"""
+WITH new AS (
+    INSERT INTO task_queue ({ENQUEUE_COLUMNS})
+    VALUES {ENQUEUE_VALUES}
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+)
+SELECT id, CASE WHEN :notify THEN pg_notify('{PG_NOTIFY_CHANNEL}', '') END FROM new
+"""
+
 
 TASK_COLUMNS = """id, type, status, priority, attempts, max_attempts, payload, compatibility,
     idempotency_key, run_after_utc, created_at_utc, updated_at_utc, processing_started_utc,
@@ -276,3 +274,73 @@ def bind_json(value: Any) -> str:
 
 def read_json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+# --- guarded transitions: one statement per outcome kind for a whole batch ---
+#
+# The batch arrives as parallel arrays (one per column, NULL where a kind has no value) and
+# ``unnest`` turns them into rows b. ``q.id = ANY(:ids)`` is there for the planner: it makes
+# every plan, generic ones included, primary-key lookups of the batch's ids rather than a hash
+# join against a scan of task_queue (as with the claim, tests/queue_core/test_explain.py). The
+# SET clauses, shared with SQLite, are in guarded_sql.py.
+_GUARDED = """
+UPDATE task_queue AS q
+SET {assignments}
+FROM unnest(CAST(:ids AS bigint[]), CAST(:workers AS text[]), CAST(:tokens AS bigint[]),
+            CAST(:messages AS text[]), CAST(:results AS text[]), CAST(:ats AS timestamptz[]))
+     AS b(b_id, b_worker, b_token, b_message, b_result, b_at)
+WHERE q.id = ANY(CAST(:ids AS bigint[]))
+  AND q.id = b.b_id
+  AND q.status = 'leased'
+  AND q.locked_by = b.b_worker
+  AND q.lease_token = b.b_token{guard}
+RETURNING q.id, q.status, q.cancel_requested, q.attempts, q.max_attempts
+"""
+
+GUARDED_SQL = {
+    kind: _GUARDED.format(
+        assignments=assignments.format(result="CAST(b.b_result AS json)"), guard=guard
+    )
+    for kind, (assignments, guard) in guarded_sql.KINDS.items()
+}
+
+
+def bind_guarded(rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """(id, worker_id, lease_token, message, result JSON text, at) rows as parallel arrays."""
+    ids, workers, tokens, messages, results, ats = (
+        list(column) for column in zip(*rows, strict=True)
+    )
+    return {
+        "ids": ids,
+        "workers": workers,
+        "tokens": tokens,
+        "messages": messages,
+        "results": results,
+        "ats": ats,
+    }
+
+
+# Every task_logs row of a transaction in one INSERT: parallel arrays again.
+INSERT_LOGS_SQL = """
+INSERT INTO task_logs (task_id, at_utc, level, message, details)
+SELECT * FROM unnest(CAST(:task_ids AS bigint[]), CAST(:ats AS timestamptz[]),
+                     CAST(:levels AS text[]), CAST(:messages AS text[]),
+                     CAST(:details AS jsonb[]))
+"""
+
+
+def bind_logs(rows: Sequence[tuple[int, Any, str, str, str | None]]) -> dict[str, Any]:
+    """(task_id, at, level, message, details JSON text) rows as parallel arrays."""
+    task_ids, ats, levels, messages, details = (list(column) for column in zip(*rows, strict=True))
+    return {
+        "task_ids": task_ids,
+        "ats": ats,
+        "levels": levels,
+        "messages": messages,
+        "details": details,
+    }
+
+
+HEARTBEAT_SQL = """
+UPDATE workers SET heartbeat_utc = :now, stopped_at_utc = NULL WHERE worker_id = :worker_id
+"""

@@ -14,8 +14,9 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,18 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from queue_core.dialects import JOB_CHECKPOINT, JOB_OPTIMIZE, READ_ONLY_OPTION
+from queue_core.dialects import (
+    JOB_CHECKPOINT,
+    JOB_OPTIMIZE,
+    READ_ONLY_OPTION,
+    GuardedResult,
+    GuardedRow,
+    LogRow,
+)
 from queue_core.dialects import sqlite_sql as sql_module
 from queue_core.dialects.claiming import TaskClaimer, create_claimer
 from queue_core.dialects.connections import RawWriter, kept_for
+from queue_core.dialects.guarded import GuardedStatements
 from queue_core.errors import DatabaseUnavailable, NotSupportedOnBackend, UnsupportedDatabase
 from queue_core.settings import (
     SQLITE_CACHE_SIZE_KIB,
@@ -107,7 +116,7 @@ class SqliteDialect:
         # Wakes workers of this process at once when this process enqueues.
         self._local_wakeups: weakref.WeakSet[_DataVersionWaiter] = weakref.WeakSet()
         self._enqueue_sql = sql_module.dbapi_sql(sql_module.ENQUEUE_SQL)
-        self._insert_log_sql = sql_module.dbapi_sql(sql_module.INSERT_LOG_SQL)
+        self._guarded = GuardedStatements(sql_module)
 
     def create_engine(self, url: str, settings: QueueSettings) -> Engine:
         check_sqlite_version()
@@ -140,8 +149,25 @@ class SqliteDialect:
     def claimer(self, strategy: SchedulingStrategy, rng: random.Random | None) -> TaskClaimer:
         return create_claimer(sql_module, strategy, rng)
 
+    def set_state_if_leased_many(
+        self,
+        cursor: Any,
+        kind: str,
+        rows: Sequence[GuardedRow],
+        now: datetime,
+        lease_until: datetime | None = None,
+    ) -> list[GuardedResult]:
+        return self._guarded.set_state_if_leased_many(cursor, kind, rows, now, lease_until)
+
+    def insert_logs(self, cursor: Any, rows: Sequence[LogRow]) -> None:
+        self._guarded.insert_logs(cursor, rows)
+
     def enqueue_logged(
-        self, writer: RawWriter, params: dict[str, Any], details: str, notify: bool
+        self,
+        writer: RawWriter,
+        params: dict[str, Any],
+        log: LogRow | None,
+        notify: bool,
     ) -> int | None:
         # No data-modifying CTEs in SQLite, and its transactions cost no round trips: the row
         # and its log row are two statements of one BEGIN IMMEDIATE transaction.
@@ -150,19 +176,12 @@ class SqliteDialect:
             inserted = cursor.fetchone()
             if inserted is None:
                 return None
-            cursor.execute(
-                self._insert_log_sql,
-                {
-                    "task_id": inserted[0],
-                    "at_utc": params["now"],
-                    "level": "INFO",
-                    "message": "enqueued",
-                    "details": details,
-                },
-            )
+            task_id = int(inserted[0])
+            if log is not None:
+                self._guarded.insert_logs(cursor, [log._replace(task_id=task_id)])
             if notify:
                 self.notify_new_tasks_raw(cursor)
-        return int(inserted[0])
+        return task_id
 
     def notify_new_tasks(self, conn: Connection) -> None:
         self.notify_new_tasks_locally()

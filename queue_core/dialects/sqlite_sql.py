@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from queue_core.clock import from_micros, to_micros
+from queue_core.dialects import guarded_sql
 from queue_core.states import SchedulingStrategy
 
 
@@ -191,17 +192,9 @@ LIMIT :limit
 """
 
 
-# --- the DBAPI side of the hot path (queue_core/dialects/connections.py) ---
+# --- enqueue (the hot path's DBAPI connection, queue_core/dialects/connections.py) ---
 
-# Completion, guarded like every transition: the row must still be leased by this holder.
-COMPLETE_SQL = """
-UPDATE task_queue
-SET status = 'completed', result = :result, finished_at_utc = :now, lease_until_utc = NULL,
-    updated_at_utc = :now
-WHERE id = :id AND status = 'leased' AND locked_by = :worker_id AND lease_token = :lease_token
-RETURNING id
-"""
-
+# One task_logs row (benchmarks/schema_floor.py; the queue writes INSERT_LOGS_SQL below).
 INSERT_LOG_SQL = """
 INSERT INTO task_logs (task_id, at_utc, level, message, details)
 VALUES (:task_id, :at_utc, :level, :message, :details)
@@ -280,3 +273,56 @@ def bind_json(value: Any) -> str:
 
 def read_json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+# --- guarded transitions: one statement per outcome kind for a whole batch ---
+#
+# The batch arrives as one JSON array of rows ``[id, worker, token, message, result, at]``
+# (json_each), so the statement text is the same whatever the batch size. The plan scans the
+# batch and looks each task up by its primary key (tests/queue_core/test_explain.py). A result
+# travels as JSON text inside the array and json_extract gives that text back as it is. SQLite's
+# RETURNING names the target's columns unqualified. The SET clauses, shared with PostgreSQL,
+# are in guarded_sql.py.
+_GUARDED = """
+UPDATE task_queue AS q
+SET {assignments}
+FROM (SELECT json_extract(value, '$[0]') AS b_id, json_extract(value, '$[1]') AS b_worker,
+             json_extract(value, '$[2]') AS b_token, json_extract(value, '$[3]') AS b_message,
+             json_extract(value, '$[4]') AS b_result, json_extract(value, '$[5]') AS b_at
+      FROM json_each(:batch)) AS b
+WHERE q.id = b.b_id
+  AND q.status = 'leased'
+  AND q.locked_by = b.b_worker
+  AND q.lease_token = b.b_token{guard}
+RETURNING id, status, cancel_requested, attempts, max_attempts
+"""
+
+GUARDED_SQL = {
+    kind: _GUARDED.format(assignments=assignments.format(result="b.b_result"), guard=guard)
+    for kind, (assignments, guard) in guarded_sql.KINDS.items()
+}
+
+
+def bind_guarded(rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """(id, worker_id, lease_token, message, result JSON text, at) rows as one JSON array;
+    ``at`` is already bound (integer microseconds)."""
+    return {"batch": orjson.dumps([list(row) for row in rows]).decode()}
+
+
+# Every task_logs row of a transaction in one INSERT, from one JSON array of rows
+# ``[task_id, at, level, message, details JSON text]`` (kept in the array's order).
+INSERT_LOGS_SQL = """
+INSERT INTO task_logs (task_id, at_utc, level, message, details)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]')
+FROM json_each(:rows)
+"""
+
+
+def bind_logs(rows: Sequence[tuple[int, Any, str, str, str | None]]) -> dict[str, Any]:
+    return {"rows": orjson.dumps([list(row) for row in rows]).decode()}
+
+
+HEARTBEAT_SQL = """
+UPDATE workers SET heartbeat_utc = :now, stopped_at_utc = NULL WHERE worker_id = :worker_id
+"""

@@ -1,6 +1,6 @@
 """The Python API for backend developers: one repository per concern."""
 
-from queue_core.repositories._common import log_entry
+from queue_core.audit import log_entry
 from queue_core.repositories.dashboard import DashboardRepository, DashboardSessionRepository
 from queue_core.repositories.leases import (
     FailOutcome,

@@ -1,15 +1,17 @@
-"""Pieces the repositories share: tables, row conversion, task-log writing.
+"""Pieces the repositories share: tables and the one row-to-Task mapper.
 
-Document validation lives in :mod:`queue_core.validation`."""
+Task-log rows are built with :func:`queue_core.audit.log_entry` and written by the one
+writer, :class:`queue_core.audit.TaskLogWriter`. Document validation lives in
+:mod:`queue_core.validation`."""
 
 from __future__ import annotations
 
-import random
-from datetime import datetime
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, insert
+from sqlalchemy import Row, Table
 
+from queue_core.audit import log_entry
 from queue_core.models import TaskLogRow, TaskRow, WorkerRow
 from queue_core.schemas import Task, TaskLog
 from queue_core.states import TaskStatus
@@ -18,32 +20,52 @@ TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
 LOGS: Table = TaskLogRow.__table__  # type: ignore[assignment]
 WORKERS: Table = WorkerRow.__table__  # type: ignore[assignment]
 
-INSERT_LOG = insert(LOGS)
+__all__ = ["LOGS", "TASKS", "WORKERS", "log_entry", "log_from_row", "task_from_row"]
 
 
-def task_from_row(row: Row[Any]) -> Task:
-    mapping = row._mapping
+def _same(value: Any) -> Any:
+    return value
+
+
+def task_from_row(
+    row: Row[Any] | Mapping[str, Any],
+    *,
+    read_time: Callable[[Any], Any] = _same,
+    read_json: Callable[[Any], Any] = _same,
+) -> Task:
+    """The one row-to-Task mapper. A SQLAlchemy row arrives converted; a DBAPI row (as a
+    mapping of column names) comes with the dialect's ``read_time`` and ``read_json``."""
+    m: Mapping[str, Any] = row._mapping if isinstance(row, Row) else row  # type: ignore[assignment]
+
+    def time(name: str) -> Any:
+        value = m[name]
+        return None if value is None else read_time(value)
+
+    def document(name: str) -> Any:
+        value = m[name]
+        return None if value is None else read_json(value)
+
     return Task.model_construct(
-        task_id=mapping["id"],
-        type=mapping["type"],
-        status=TaskStatus(mapping["status"]),
-        priority=mapping["priority"],
-        attempts=mapping["attempts"],
-        max_attempts=mapping["max_attempts"],
-        payload=mapping["payload"],
-        compatibility=mapping["compatibility"],
-        idempotency_key=mapping["idempotency_key"],
-        run_after_utc=mapping["run_after_utc"],
-        created_at_utc=mapping["created_at_utc"],
-        updated_at_utc=mapping["updated_at_utc"],
-        processing_started_utc=mapping["processing_started_utc"],
-        finished_at_utc=mapping["finished_at_utc"],
-        locked_by=mapping["locked_by"],
-        lease_until_utc=mapping["lease_until_utc"],
-        cancel_requested=bool(mapping["cancel_requested"]),
-        error_message=mapping["error_message"],
-        result=mapping["result"],
-        timeout_seconds=mapping["timeout_seconds"],
+        task_id=m["id"],
+        type=m["type"],
+        status=TaskStatus(m["status"]),
+        priority=m["priority"],
+        attempts=m["attempts"],
+        max_attempts=m["max_attempts"],
+        payload=document("payload"),
+        compatibility=document("compatibility"),
+        idempotency_key=m["idempotency_key"],
+        run_after_utc=time("run_after_utc"),
+        created_at_utc=time("created_at_utc"),
+        updated_at_utc=time("updated_at_utc"),
+        processing_started_utc=time("processing_started_utc"),
+        finished_at_utc=time("finished_at_utc"),
+        locked_by=m["locked_by"],
+        lease_until_utc=time("lease_until_utc"),
+        cancel_requested=bool(m["cancel_requested"]),
+        error_message=m["error_message"],
+        result=document("result"),
+        timeout_seconds=m["timeout_seconds"],
     )
 
 
@@ -57,31 +79,3 @@ def log_from_row(row: Row[Any]) -> TaskLog:
         message=m["message"],
         details=m["details"],
     )
-
-
-def log_entry(
-    task_id: int,
-    message: str,
-    now: datetime,
-    *,
-    level: str = "INFO",
-    **details: Any,
-) -> dict[str, Any]:
-    """One task_logs row; ``details`` keeps only the keys that have a value."""
-    return {
-        "task_id": task_id,
-        "at_utc": now,
-        "level": level,
-        "message": message,
-        "details": {key: value for key, value in details.items() if value is not None} or None,
-    }
-
-
-def write_logs(conn: Connection, entries: list[dict[str, Any]]) -> None:
-    if entries:
-        conn.execute(INSERT_LOG, entries)
-
-
-def jittered(delay: float, fraction: float, rng: random.Random) -> float:
-    """``delay`` spread by up to ±fraction, so retries of many tasks do not arrive together."""
-    return max(0.0, delay * (1 + rng.uniform(-fraction, fraction)))

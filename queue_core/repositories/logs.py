@@ -6,9 +6,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from queue_core.audit import log_entry
 from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
-from queue_core.repositories._common import LOGS, log_entry, log_from_row, write_logs
+from queue_core.repositories._common import LOGS, log_from_row
 from queue_core.schemas import TaskLog
 
 
@@ -21,9 +22,11 @@ class TaskLogRepository:
         self.add_many([log_entry(task_id, message, self.clock(), level=level, **details)])
 
     def add_many(self, entries: list[dict[str, Any]]) -> None:
-        """Rows built with :func:`queue_core.repositories._common.log_entry`."""
-        with self.db.write() as conn:
-            write_logs(conn, entries)
+        """Rows built with :func:`queue_core.audit.log_entry`, in one transaction."""
+        if not entries:
+            return
+        with self.db.raw.transaction() as cursor:
+            self.db.log_writer.write(cursor, entries)
 
     def for_task(self, task_id: int) -> list[TaskLog]:
         with self.db.read() as conn:

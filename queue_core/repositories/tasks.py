@@ -13,19 +13,13 @@ import orjson
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.sql import Select
 
+from queue_core.audit import log_entry
 from queue_core.clock import Clock, ensure_utc, utcnow
 from queue_core.database import Database
+from queue_core.dialects import LogRow
 from queue_core.dialects.weighted import race_weight
 from queue_core.errors import IdempotencyConflict, InvalidTransition, TaskNotFound
-from queue_core.repositories._common import (
-    LOGS,
-    TASKS,
-    WORKERS,
-    log_entry,
-    log_from_row,
-    task_from_row,
-    write_logs,
-)
+from queue_core.repositories._common import LOGS, TASKS, WORKERS, log_from_row, task_from_row
 from queue_core.schemas import QueueStats, Task, TaskCreate, TaskLog
 from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from queue_core.states import RETRYABLE_STATES, TaskStatus
@@ -111,7 +105,8 @@ class TaskRepository:
         self._enqueue_sql = sql.dbapi_sql(sql.ENQUEUE_SQL)
         self._by_key_sql = sql.dbapi_sql(sql.TASK_BY_KEY_SQL)
         self._enqueue_many_sql = sql.dbapi_sql(sql.ENQUEUE_MANY_SQL)
-        self._raw_insert_log_sql = sql.dbapi_sql(sql.INSERT_LOG_SQL)
+        self._task_columns = [name.strip() for name in sql.TASK_COLUMNS.split(",")]
+        self._log_writer = db.log_writer
 
     # --- enqueue ---
 
@@ -122,19 +117,20 @@ class TaskRepository:
         spec = spec if spec is not None else TaskCreate(**fields)
         now = ensure_utc(self.clock())
         row = self._new_row(spec, now)
-        details = _enqueued_details(
-            spec.type, spec.priority, row.run_after, spec.idempotency_key, now
-        )
-        task_id = self.db.dialect.enqueue_logged(
-            self._raw, row.params, self._raw.sql.bind_json(details), row.due
-        )
+        log = None
+        if self._log_writer.routine:
+            details = _enqueued_details(
+                spec.type, spec.priority, row.run_after, spec.idempotency_key, now
+            )
+            log = LogRow(0, now, "INFO", "enqueued", details)
+        task_id = self.db.dialect.enqueue_logged(self._raw, row.params, log, row.due)
         if task_id is not None:
             return EnqueueResult(row.task(task_id), created=True)
         # The idempotency key exists: read it as a replay (or insert, if it went meanwhile).
         with self._raw.transaction() as cursor:
             result = self._insert_one(cursor, row)
             if result.created:
-                self._raw.insert_logs(cursor, [self._enqueued_log(result.task, now)])
+                self._log_writer.write(cursor, [self._enqueued_log(result.task, now)])
                 if row.due:
                     self.db.dialect.notify_new_tasks_raw(cursor)
         return result
@@ -153,7 +149,7 @@ class TaskRepository:
                 created = [r.task for r in results if r.created]
             else:
                 tasks = created = self._insert_batch(cursor, rows)
-            self._insert_enqueued_logs(cursor, created, now, bound_now)
+            self._log_writer.write(cursor, [self._enqueued_log(task, now) for task in created])
             if any(row.due for row in rows):
                 self.db.dialect.notify_new_tasks_raw(cursor)
         return tasks
@@ -181,28 +177,6 @@ class TaskRepository:
         }
         return _NewRow(spec, params, run_after, now, due)
 
-    def _insert_enqueued_logs(
-        self, cursor: Any, tasks: builtins.list[Task], now: datetime, bound_now: Any
-    ) -> None:
-        """The "enqueued" rows of a batch, built straight as DBAPI rows (one time conversion
-        for the batch; the rows are what ``_enqueued_log`` describes)."""
-        if not tasks:
-            return
-        bind_json = self._raw.sql.bind_json
-        rows = [
-            {
-                "task_id": t.task_id,
-                "at_utc": bound_now,
-                "level": "INFO",
-                "message": "enqueued",
-                "details": bind_json(
-                    _enqueued_details(t.type, t.priority, t.run_after_utc, t.idempotency_key, now)
-                ),
-            }
-            for t in tasks
-        ]
-        cursor.executemany(self._raw_insert_log_sql, rows)
-
     def _insert_one(self, cursor: Any, row: _NewRow) -> EnqueueResult:
         cursor.execute(self._enqueue_sql, row.params)
         inserted = cursor.fetchone()
@@ -224,28 +198,10 @@ class TaskRepository:
     def _task_from_raw(self, row: Sequence[Any]) -> Task:
         """A task from a row of TASK_COLUMNS read on the raw connection."""
         sql = self._raw.sql
-        read_time, read_json = sql.read_time, sql.read_json
-        return Task(
-            task_id=row[0],
-            type=row[1],
-            status=TaskStatus(row[2]),
-            priority=row[3],
-            attempts=row[4],
-            max_attempts=row[5],
-            payload=read_json(row[6]),
-            compatibility=read_json(row[7]),
-            idempotency_key=row[8],
-            run_after_utc=read_time(row[9]),
-            created_at_utc=read_time(row[10]),
-            updated_at_utc=read_time(row[11]),
-            processing_started_utc=None if row[12] is None else read_time(row[12]),
-            finished_at_utc=None if row[13] is None else read_time(row[13]),
-            locked_by=row[14],
-            lease_until_utc=None if row[15] is None else read_time(row[15]),
-            cancel_requested=bool(row[16]),
-            error_message=row[17],
-            result=None if row[18] is None else read_json(row[18]),
-            timeout_seconds=row[19],
+        return task_from_row(
+            dict(zip(self._task_columns, row, strict=True)),
+            read_time=sql.read_time,
+            read_json=sql.read_json,
         )
 
     @staticmethod
@@ -355,7 +311,7 @@ class TaskRepository:
                 .returning(*TASKS.c)
             ).first()
             if row is not None:
-                write_logs(
+                self._write_logs(
                     conn, [log_entry(task_id, "cancelled", now, event="cancelled", actor=actor)]
                 )
                 return CancelResult(task_from_row(row), immediate=True)
@@ -367,7 +323,7 @@ class TaskRepository:
             ).first()
             if row is not None:
                 task = task_from_row(row)
-                write_logs(
+                self._write_logs(
                     conn,
                     [
                         log_entry(
@@ -413,9 +369,17 @@ class TaskRepository:
             if row is None:
                 current = self._get_in(conn, task_id)
                 raise InvalidTransition(task_id, current.status.value, "retry")
-            write_logs(
+            self._write_logs(
                 conn,
                 [log_entry(task_id, "requeued by operator", now, event="requeued", actor=actor)],
             )
             self.db.dialect.notify_new_tasks(conn)
             return task_from_row(row)
+
+    def _write_logs(self, conn: Connection, entries: builtins.list[dict[str, Any]]) -> None:
+        """The one log writer, on the DBAPI connection under ``conn``'s transaction."""
+        cursor = conn.connection.cursor()
+        try:
+            self._log_writer.write(cursor, entries)
+        finally:
+            cursor.close()

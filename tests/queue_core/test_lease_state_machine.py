@@ -191,7 +191,9 @@ class LeaseMachine(RuleBasedStateMachine):
         if self._is_current(lease):
             self.leases.complete(lease, {"by": lease.worker_id})
             task = self.model[lease.task_id]
-            task.status, task.holder, task.lease_until = "completed", None, None
+            # CONTRACT §4: a cancellation accepted while it ran wins over the return.
+            task.status = "cancelled" if task.cancel_requested else "completed"
+            task.holder, task.lease_until = None, None
             task.logs += 1
         else:
             self._expect_lost(lease, lambda: self.leases.complete(lease, "late"))
@@ -207,7 +209,11 @@ class LeaseMachine(RuleBasedStateMachine):
         outcome = self.leases.fail(lease, "boom", permanent=permanent)
         task.holder, task.lease_until = None, None
         task.logs += 1
-        if permanent or task.attempts >= task.max_attempts:
+        if task.cancel_requested:
+            # CONTRACT §4: never queued again once its cancellation was accepted.
+            assert outcome.status is TaskStatus.CANCELLED
+            task.status = "cancelled"
+        elif permanent or task.attempts >= task.max_attempts:
             assert outcome.status is TaskStatus.FAILED
             task.status = "failed"
         else:
@@ -289,6 +295,7 @@ class LeaseMachine(RuleBasedStateMachine):
                     TASKS.c.lease_token,
                     TASKS.c.lease_until_utc,
                     TASKS.c.cancel_requested,
+                    TASKS.c.error_message,
                 )
             ).all()
             logs = dict(
@@ -302,6 +309,8 @@ class LeaseMachine(RuleBasedStateMachine):
             assert 0 <= row.attempts <= row.max_attempts
             assert bool(row.cancel_requested) is task.cancel_requested
             assert logs.get(row.id, 0) == task.logs, "a transition without its task_logs row"
+            if row.status == "completed":
+                assert row.error_message is None, "a completed task shows a stale error"
             if row.status == "leased":
                 # The one live lease is the model's holder: same worker, same token.
                 assert task.holder is not None

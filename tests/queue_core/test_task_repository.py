@@ -483,7 +483,8 @@ def test_every_transition_writes_its_log_in_the_same_transaction(
     # And with logs allowed again, each of those transitions leaves exactly one row.
     for task_id, action, message in (
         (leased_id, lambda: tasks.cancel(leased_id), "cancel requested"),
-        (leased_id, lambda: leases.complete(lease.lease, "done"), "completed"),
+        # Its cancellation was requested just above: the return ends it cancelled (CONTRACT §4).
+        (leased_id, lambda: leases.complete(lease.lease, "done"), "cancelled"),
         (failed, lambda: tasks.retry(failed), "requeued by operator"),
         (queued, lambda: tasks.cancel(queued), "cancelled"),
     ):

@@ -154,3 +154,10 @@ def log_sleep(payload: dict[str, Any], ctx: TaskContext) -> str:
     ctx.logger.info("working")
     time.sleep(float(payload.get("seconds", 0.3)))
     return "slept"
+
+
+@task("t.sleep_then_raise")
+def sleep_then_raise(payload: dict[str, Any], ctx: TaskContext) -> None:
+    record("start", ctx)
+    time.sleep(float(payload.get("seconds", 0.6)))  # ignores the context on purpose
+    raise RuntimeError("failed after the cancel")
