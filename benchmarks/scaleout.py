@@ -306,6 +306,48 @@ def measure_idle(
     return rows
 
 
+def _connections_from(db: Database, address: str) -> int:
+    return int(
+        scalar(
+            db,
+            "SELECT count(*) FROM pg_stat_activity WHERE client_addr = CAST(:a AS inet)",
+            a=address,
+        )
+    )
+
+
+def measure_connections(
+    bed: NetBed, db: Database, tasks: int, concurrencies: Sequence[int] = (1, 4)
+) -> list[dict[str, Any]]:
+    """Server connections per worker process, idle and at most while draining."""
+    rows = []
+    host = bed.hosts[0]
+    for concurrency in concurrencies:
+        reset_queue(db)
+        start_fleet(bed, db, [host], concurrency=concurrency)
+        time.sleep(2.0)
+        idle = _connections_from(db, host.address)
+        enqueue(db, tasks, "scaleout.noop", {})
+        busiest = 0
+
+        def drained() -> bool:
+            nonlocal busiest
+            busiest = max(busiest, _connections_from(db, host.address))
+            return count_status(db, "completed") >= tasks
+
+        wait_until(drained, DRAIN_TIMEOUT, "the drain", interval=0.02)
+        row = {
+            "concurrency": concurrency,
+            "processes": WORKERS_PER_HOST,
+            "idle_per_process": idle / WORKERS_PER_HOST,
+            "busy_max_per_process": busiest / WORKERS_PER_HOST,
+        }
+        rows.append(row)
+        print(f"  connections: {row}", flush=True)
+        bed.stop_processes()
+    return rows
+
+
 def run_partition(
     bed: NetBed,
     db: Database,
@@ -485,6 +527,17 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"{r['statements_per_second']:.1f} | {r['commits_per_second']:.1f} |"
             )
         lines.append("")
+    if "connections" in results:
+        lines += [
+            "| concurrency | connections per process, idle | at most, draining |",
+            "|---|---|---|",
+        ]
+        for r in results["connections"]:
+            lines.append(
+                f"| {r['concurrency']} | {r['idle_per_process']:g} | "
+                f"{r['busy_max_per_process']:g} |"
+            )
+        lines.append("")
     if "partition" in results:
         p = results["partition"]
         lines += [
@@ -569,8 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller runs")
     parser.add_argument(
         "--only",
-        default="throughput,latency,idle,partition,skew",
-        help="comma-separated subset of: throughput, latency, idle, partition, skew",
+        default="throughput,latency,idle,connections,partition,skew",
+        help="comma-separated subset of: throughput, latency, idle, connections, partition, skew",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and .md go")
     parser.add_argument("--no-plots", action="store_true")
@@ -599,6 +652,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bed, db, counts=(0, 2, 4, 8) if args.quick else (0, 2, 4, 8, 16),
                 window=5.0 if args.quick else 10.0,
             )  # fmt: skip
+        if "connections" in wanted:
+            results["connections"] = measure_connections(bed, db, tasks=1000)
         if "partition" in wanted:
             results["partition"] = run_partition(bed, db)
             print(f"  partition: {results['partition']}", flush=True)
