@@ -111,6 +111,11 @@ def remove_leftovers() -> list[str]:
         _kill_netns_processes(name)
         _run("ip", "netns", "del", name, check=False)
         removed.append(name)
+    for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        owner = path.name[len(PREFIX) :].split("-", 1)[0]
+        if path.is_dir() and owner.isdigit() and not _pid_alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
     return removed
 
 

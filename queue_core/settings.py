@@ -61,6 +61,9 @@ SQLITE_MIN_VERSION = (3, 35, 0)  # UPDATE ... RETURNING
 PG_POOL_SIZE = 5
 # Server-side prepared statements; switch off behind PgBouncer < 1.21 in transaction mode.
 PG_PREPARED_STATEMENTS_DEFAULT = True
+# A queue session whose client has been unreachable this long (a host cut off mid-transaction)
+# is ended by the server, freeing its row locks; 0 leaves the server's settings alone.
+PG_LOST_CLIENT_TIMEOUT_SECONDS = 10.0
 PG_MAX_OVERFLOW = 10
 PG_POOL_TIMEOUT_SECONDS = 30.0
 PG_NOTIFY_CHANNEL = "prismq_queue_new_task"
@@ -137,6 +140,7 @@ class QueueSettings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=SQLITE_BUSY_TIMEOUT_MS, ge=0)
     pg_pool_size: int = Field(default=PG_POOL_SIZE, ge=1)
     pg_prepared_statements: bool = PG_PREPARED_STATEMENTS_DEFAULT
+    pg_lost_client_timeout_seconds: float = Field(default=PG_LOST_CLIENT_TIMEOUT_SECONDS, ge=0)
     worker_stale_after_seconds: float = Field(default=WORKER_STALE_AFTER_SECONDS, gt=0)
     retry_base_seconds: float = Field(default=RETRY_BASE_SECONDS, ge=0)
     retry_cap_seconds: float = Field(default=RETRY_CAP_SECONDS, ge=0)

@@ -11,13 +11,13 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -85,7 +85,7 @@ class PostgresDialect:
             raise UnsupportedDatabase(
                 "PostgreSQL needs psycopg 3: pip install 'prismq-queue[postgres]'"
             ) from exc
-        return sa_create_engine(
+        engine = sa_create_engine(
             normalise_url(url),
             pool_size=settings.pg_pool_size,
             max_overflow=PG_MAX_OVERFLOW,
@@ -99,6 +99,10 @@ class PostgresDialect:
             # statement _pg3_N does not exist" (docs/scale-out.md#pgbouncer).
             connect_args={} if settings.pg_prepared_statements else {"prepare_threshold": None},
         )
+        lost_client_ms = int(settings.pg_lost_client_timeout_seconds * 1000)
+        if lost_client_ms > 0:
+            event.listen(engine, "connect", _session_settings(lost_client_ms))
+        return engine
 
     def raw_writer(self, engine: Engine) -> RawWriter:
         # Writes run in parallel: a connection per transaction from a stack kept idle.
@@ -211,6 +215,50 @@ class PostgresDialect:
 
     def wal_checkpoint(self, engine: Engine, mode: str) -> tuple[bool, int, int]:
         raise NotSupportedOnBackend(POSTGRESQL_CHECKPOINT_MESSAGE)
+
+
+def _session_settings(lost_client_ms: int) -> Callable[[Any, Any], None]:
+    """Every queue session ends itself once its client has been unreachable this long.
+
+    A worker host cut off from the network in the middle of a transaction leaves its server
+    session holding that transaction's row locks. Claims and lease recovery skip locked rows,
+    so the tasks it held stay leased until PostgreSQL notices the dead client: with default
+    TCP settings, from 15 minutes (results never acknowledged) to 2 hours (keepalive). Found by
+    the partition test (tests/scaleout). Three server settings close the three ways a session
+    can wait on a vanished client:
+
+    * ``idle_in_transaction_session_timeout``: the client finished a statement and went quiet;
+    * ``tcp_user_timeout``: the server's last results are never acknowledged (the cut came
+      while they were on the wire; the session waits for the rest of the client's messages
+      and the idle timer above is not even armed);
+    * ``tcp_keepalives_*``: everything was acknowledged, then silence.
+
+    All three are per-session (USERSET) and only end sessions whose client is gone; the
+    queue's own transactions never keep the server waiting that long. A setting the server
+    refuses (``tcp_user_timeout`` off Linux) is skipped.
+    """
+    seconds = max(1, lost_client_ms // 1000)
+    settings = {
+        "idle_in_transaction_session_timeout": str(lost_client_ms),
+        "tcp_user_timeout": str(lost_client_ms),
+        "tcp_keepalives_idle": str(max(1, seconds // 2)),
+        "tcp_keepalives_interval": str(max(1, seconds // 6)),
+        "tcp_keepalives_count": "3",
+    }
+
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        was_autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            for name, value in settings.items():
+                try:
+                    dbapi_connection.execute("SELECT set_config(%s, %s, false)", (name, value))
+                except Exception as exc:  # noqa: BLE001 - an unsupported setting is skipped
+                    log.debug("cannot set %s: %s", name, exc)
+        finally:
+            dbapi_connection.autocommit = was_autocommit
+
+    return apply
 
 
 def _autocommit(engine: Engine) -> Connection:

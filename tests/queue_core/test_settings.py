@@ -172,3 +172,33 @@ def test_prepared_statements_can_be_switched_off_for_poolers(pg_schema_url: str)
                 assert conn.connection.driver_connection.prepare_threshold == threshold
         finally:
             db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_session_left_idle_in_a_transaction_is_ended(pg_schema_url: str) -> None:
+    """A host cut off mid-transaction must not hold its row locks until TCP keepalive."""
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    db = Database(pg_schema_url)
+    try:
+        with db.engine.connect() as conn:
+            for name, expected in (
+                ("idle_in_transaction_session_timeout", "10s"),
+                ("tcp_user_timeout", "10000"),  # ms: results sent, never acknowledged
+                ("tcp_keepalives_idle", "5"),
+            ):
+                assert conn.execute(text(f"SHOW {name}")).scalar() == expected
+    finally:
+        db.dispose()
+    db = Database(pg_schema_url, QueueSettings(pg_lost_client_timeout_seconds=0.3))
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))  # a transaction is open now, then the client is gone
+            time.sleep(1.5)
+            with pytest.raises(DBAPIError):
+                conn.execute(text("SELECT 1"))
+    finally:
+        db.dispose()
