@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from queue_core.database import Database
 from queue_core.repositories import LeaseRepository, TaskRepository
@@ -208,24 +209,42 @@ def test_logout_ends_the_session(page: Any, server: Server) -> None:
     assert response.status_code == 401
 
 
-def test_every_page_renders_in_the_browser(page: Any, server: Server) -> None:
+def test_every_page_renders_in_the_browser_and_runs_no_injected_script(
+    page: Any, server: Server, sqlite_url: str
+) -> None:
+    """Type names, payloads and errors full of markup, on every page: nothing runs (the page
+    fixture fails the test on any dialog), and no page logs a console error (a CSP violation
+    or a missing asset would)."""
     with rest(server) as client:
         task_id = client.post("/api/queue/tasks", json={"type": "demo.echo"}).json()["task_id"]
+    evil_type = "<script>alert('type')</script>\"><img src=x onerror=alert(3)>"
+    with Database(sqlite_url) as db:
+        tasks = TaskRepository(db)
+        leases = LeaseRepository(db)
+        evil = tasks.enqueue(type="evil.type", payload={XSS_ERROR: XSS_PAYLOAD}).task.task_id
+        leases.fail(leases.claim("w-2", ["evil.type"])[0].lease, XSS_PAYLOAD, permanent=True)
+        with db.write() as conn:  # the REST API refuses such a name; raw SQL does not
+            conn.execute(
+                text("UPDATE task_queue SET type = :t WHERE id = :id"), {"t": evil_type, "id": evil}
+            )
     sign_in(page, server)
+    errors: list[str] = []
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
     for path, heading in (
         ("/ui", "Overview"),
         ("/ui/tasks", "Tasks"),
         (f"/ui/tasks/{task_id}", f"Task #{task_id}"),
+        (f"/ui/tasks/{evil}", f"Task #{evil}"),
         ("/ui/dead", "Dead letters"),
         ("/ui/workers", "Workers"),
     ):
-        errors: list[str] = []
-        page.on(
-            "console",
-            lambda message, errors=errors: (
-                errors.append(message.text) if message.type == "error" else None
-            ),
-        )
         page.goto(f"{server.base_url}{path}")
         assert page.locator("h1").inner_text().startswith(heading), path
-        assert errors == [], (path, errors)  # e.g. a CSP violation or a missing asset
+        for cell in page.locator(".type, td.error, pre").all()[:20]:
+            cell.hover()
+        assert errors == [], (path, errors)
+    page.goto(f"{server.base_url}/ui/tasks/{evil}")
+    assert evil_type in page.inner_text("h1")  # shown as text
+    assert XSS_PAYLOAD in page.inner_text("#error-message")
