@@ -44,6 +44,7 @@ from queue_core.settings import (
     TYPE_MAX_LENGTH,
     TYPE_PATTERN,
     UI_CHART_MINUTES,
+    UI_FINISHED_COUNTS_SECONDS,
     UI_PAGE_SIZE,
     UI_REFRESH_SECONDS,
 )
@@ -121,7 +122,11 @@ def make_environment() -> Environment:
     )
     env.filters.update(age=_age, when=_when, pretty=_pretty, short=_short)
     env.globals.update(
-        UI=UI_PREFIX, CSRF_FIELD=CSRF_FIELD, STATUSES=STATUSES, REFRESH=UI_REFRESH_SECONDS
+        UI=UI_PREFIX,
+        CSRF_FIELD=CSRF_FIELD,
+        STATUSES=STATUSES,
+        REFRESH=UI_REFRESH_SECONDS,
+        FINISHED_MAX_AGE=UI_FINISHED_COUNTS_SECONDS,
     )
     return env
 
@@ -227,9 +232,10 @@ def logout(request: Request, form: Form) -> Response:
 
 @router.get("")
 def overview(request: Request, user: User) -> Response:
-    tasks, workers, dashboard = _repos(request)
-    stats = tasks.stats()
+    _, workers, dashboard = _repos(request)
     worker_list = workers.list()
+    active = sum(1 for w in worker_list if w.status == "active")
+    stats = request.app.state.ui_counts.stats(active)
     now = dashboard.clock()
     throughput = dashboard.throughput(UI_CHART_MINUTES)
     samples = dashboard.depth(UI_CHART_MINUTES)
@@ -248,8 +254,8 @@ def overview(request: Request, user: User) -> Response:
         "overview.html",
         stats=stats,
         types=sorted(stats.by_type.items()),
-        active=sum(1 for w in worker_list if w.status == "active"),
-        stale=sum(1 for w in worker_list if w.status != "active"),
+        active=active,
+        stale=len(worker_list) - active,
         depth=depth_chart,
         throughput=throughput_chart,
         finished_last_hour=sum(m.count for m in throughput),
@@ -387,6 +393,7 @@ def cancel(request: Request, user: User, form: Form, task_id: TaskId) -> Respons
         result = tasks.cancel(task_id, actor=ACTOR)
     except (TaskNotFound, InvalidTransition) as error:
         return _action_failed(request, user, error)
+    request.app.state.ui_counts.invalidate()
     done = "cancelled" if result.immediate else "cancel-requested"
     return _redirect_with(_back(form, f"{UI_PREFIX}/tasks/{task_id}"), done, task_id)
 
@@ -398,6 +405,7 @@ def retry(request: Request, user: User, form: Form, task_id: TaskId) -> Response
         tasks.retry(task_id, actor=ACTOR)
     except (TaskNotFound, InvalidTransition) as error:
         return _action_failed(request, user, error)
+    request.app.state.ui_counts.invalidate()
     return _redirect_with(_back(form, f"{UI_PREFIX}/tasks/{task_id}"), "retried", task_id)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -98,6 +99,31 @@ class DashboardRepository:
             rows = conn.execute(statement, {f"e{i}": edge for i, edge in enumerate(edges)})
             counts = {bucket: n for bucket, n in rows}
         return [MinuteCount(edges[i], int(counts.get(i, 0))) for i in range(minutes)]
+
+    def counts(self, statuses: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        """Tasks per type and state (only ``statuses`` when given: a range of
+        ``ix_task_queue_status_type`` each, so the live states cost what they hold)."""
+        query = select(TASKS.c.type, TASKS.c.status, func.count()).group_by(
+            TASKS.c.type, TASKS.c.status
+        )
+        if statuses is not None:
+            query = query.where(TASKS.c.status.in_(list(statuses)))
+        by_type: dict[str, dict[str, int]] = {}
+        with self.db.read() as conn:
+            for task_type, status, count in conn.execute(query):
+                by_type.setdefault(task_type, {})[status] = int(count)
+        return by_type
+
+    def oldest_due_age_seconds(self) -> float | None:
+        """How long the oldest due queued task has waited (None when none is due)."""
+        now = self.clock()
+        with self.db.read() as conn:
+            oldest = conn.execute(
+                select(func.min(TASKS.c.run_after_utc)).where(
+                    TASKS.c.status == TaskStatus.QUEUED.value, TASKS.c.run_after_utc <= now
+                )
+            ).scalar()
+        return None if oldest is None else max(0.0, (now - oldest).total_seconds())
 
     def depth(self, minutes: int = UI_CHART_MINUTES) -> builtins.list[QueueSample]:
         """The samples of the last ``minutes`` minutes, oldest first."""

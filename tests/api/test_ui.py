@@ -345,3 +345,43 @@ def test_user_strings_are_escaped_everywhere(
     escaped = attack.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     escaped = escaped.replace('"', "&#34;").replace("'", "&#39;")
     assert escaped in detail  # shown as text: the error, the type, in the page's markup
+
+
+def test_overview_counts_live_states_and_refreshes_finished_ones(
+    client: TestClient, db_for: Database
+) -> None:
+    def count(page: str, name: str) -> int:
+        match = re.search(rf'id="count-{name}">(\d+)<', page)
+        assert match, name
+        return int(match.group(1))
+
+    tasks = TaskRepository(db_for)
+    failed = failed_task(db_for)
+    page = client.get("/ui").text
+    assert (count(page, "failed"), count(page, "queued")) == (1, 0)
+    tasks.enqueue(type="demo.echo")
+    other = failed_task(db_for)  # finished elsewhere: shown once the cached count is old
+    page = client.get("/ui").text
+    assert (count(page, "failed"), count(page, "queued")) == (1, 1)
+    token = csrf_of(page)
+    client.post(f"/ui/tasks/{failed}/retry", data={"csrf_token": token})
+    page = client.get("/ui").text  # the dashboard's own action refreshes it at once
+    assert (count(page, "failed"), count(page, "queued")) == (1, 2)
+    assert other
+
+
+def test_overview_counts_expire(db_for: Database) -> None:
+    from api.ui.counts import OverviewCounts
+    from queue_core.repositories import DashboardRepository
+
+    now = [0.0]
+    counts = OverviewCounts(
+        DashboardRepository(db_for), max_age_seconds=30, monotonic=lambda: now[0]
+    )
+    failed_task(db_for)
+    assert counts.stats(0).failed_tasks == 1
+    failed_task(db_for)
+    assert counts.stats(0).failed_tasks == 1
+    now[0] = 31.0
+    assert counts.stats(0).failed_tasks == 2
+    assert counts.stats(0).by_type == {"demo.fail": {"failed": 2}}
