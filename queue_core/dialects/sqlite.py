@@ -117,6 +117,7 @@ class SqliteDialect:
         self._local_wakeups: weakref.WeakSet[_DataVersionWaiter] = weakref.WeakSet()
         self._enqueue_sql = sql_module.dbapi_sql(sql_module.ENQUEUE_SQL)
         self._guarded = GuardedStatements(sql_module)
+        self._key_taken_sql = sql_module.dbapi_sql(sql_module.KEY_TAKEN_SQL)
 
     def create_engine(self, url: str, settings: QueueSettings) -> Engine:
         check_sqlite_version()
@@ -172,6 +173,13 @@ class SqliteDialect:
         # No data-modifying CTEs in SQLite, and its transactions cost no round trips: the row
         # and its log row are two statements of one BEGIN IMMEDIATE transaction.
         with writer.transaction() as cursor:
+            # An INSERT that meets the key still spends an AUTOINCREMENT id; looking first keeps
+            # ids consecutive across replays (nothing can take the key meanwhile: the write lock
+            # is held).
+            if params["idempotency_key"] is not None:
+                cursor.execute(self._key_taken_sql, {"key": params["idempotency_key"]})
+                if cursor.fetchone() is not None:
+                    return None
             cursor.execute(self._enqueue_sql, params)
             inserted = cursor.fetchone()
             if inserted is None:

@@ -244,6 +244,8 @@ TASK_COLUMNS = """id, type, status, priority, attempts, max_attempts, payload, c
 
 TASK_BY_KEY_SQL = f"SELECT {TASK_COLUMNS} FROM task_queue WHERE idempotency_key = :key"
 
+KEY_TAKEN_SQL = "SELECT 1 FROM task_queue WHERE idempotency_key = :key"
+
 SET_KEY_SQL = """
 UPDATE task_queue SET wr_key = :wr_key WHERE id = :id AND status = 'queued' AND wr_key IS NULL
 """

@@ -127,7 +127,13 @@ class TaskRepository:
         if task_id is not None:
             return EnqueueResult(row.task(task_id), created=True)
         # The idempotency key exists: read it as a replay (or insert, if it went meanwhile).
+        # Reading first keeps a replay from trying the INSERT again, which would spend another
+        # id.
         with self._raw.transaction() as cursor:
+            cursor.execute(self._by_key_sql, {"key": spec.idempotency_key})
+            found = cursor.fetchone()
+            if found is not None:
+                return self._replay(self._task_from_raw(found), row)
             result = self._insert_one(cursor, row)
             if result.created:
                 self._log_writer.write(cursor, [self._enqueued_log(result.task, now)])
@@ -185,10 +191,13 @@ class TaskRepository:
         key = row.spec.idempotency_key
         assert key is not None  # only a key conflict inserts nothing
         cursor.execute(self._by_key_sql, {"key": key})
-        existing = self._task_from_raw(cursor.fetchone())
+        return self._replay(self._task_from_raw(cursor.fetchone()), row)
+
+    def _replay(self, existing: Task, row: _NewRow) -> EnqueueResult:
+        """The task already holding the row's idempotency key, if type and payload match."""
         same_payload = json_equal(existing.payload, orjson.loads(row.params["payload"]))
         if existing.type != row.spec.type or not same_payload:
-            raise IdempotencyConflict(key, existing.task_id)
+            raise IdempotencyConflict(str(row.spec.idempotency_key), existing.task_id)
         return EnqueueResult(existing, created=False)
 
     def _insert_batch(self, cursor: Any, rows: builtins.list[_NewRow]) -> builtins.list[Task]:

@@ -26,7 +26,7 @@ scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(min_value=-(2.0**63), max_value=2.0**63 - 1024, allow_nan=False)
     | st.text(JSON_CHARACTERS, max_size=8)
 )
 payloads = st.dictionaries(
@@ -147,3 +147,19 @@ def test_keys_are_independent_and_tasks_without_keys_never_collide(db: Database)
     tasks.cancel(a.task_id)
     again = tasks.enqueue(type="t", idempotency_key="a")
     assert (again.created, again.task.status.value) == (False, "cancelled")
+
+
+def test_replays_and_conflicts_spend_no_id_on_sqlite(sqlite_url: str) -> None:
+    # An INSERT that meets the key would spend an AUTOINCREMENT id; the docs' examples show the
+    # ids, so replays and conflicts must leave them consecutive.
+    db = Database(sqlite_url)
+    try:
+        tasks = TaskRepository(db)
+        first = tasks.enqueue(type="t", payload={"n": 1}, idempotency_key="k").task
+        for _ in range(3):
+            assert not tasks.enqueue(type="t", payload={"n": 1}, idempotency_key="k").created
+        with pytest.raises(IdempotencyConflict):
+            tasks.enqueue(type="t", payload={"n": 9}, idempotency_key="k")
+        assert tasks.enqueue(type="t", payload={"n": 2}).task.task_id == first.task_id + 1
+    finally:
+        db.dispose()
