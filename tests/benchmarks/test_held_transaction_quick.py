@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -25,12 +27,24 @@ pytestmark = [
 ]
 
 
-def test_held_transaction_repro_runs_and_reports(tmp_path: Path) -> None:
+def documented_command() -> list[str]:
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    block = re.search(
+        r"<!-- held-transaction-example -->\s*```bash\n(.+?)\n```"
+        r"\s*<!-- /held-transaction-example -->",
+        text,
+        re.S,
+    )
+    assert block, "docs/benchmarks.md lost its held-transaction example"
+    argv = shlex.split(block.group(1), comments=True)
+    assert argv[:3] == ["python", "-m", "benchmarks.held_transaction"]
+    return [sys.executable, *argv[1:]]
+
+
+def test_documented_held_transaction_repro_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "held.json"
     argv = [
-        sys.executable,
-        "-m",
-        "benchmarks.held_transaction",
+        *documented_command(),
         "--rate",
         "40",
         "--workers",
