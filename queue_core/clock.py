@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
+from queue_core.settings import CLOCK_OFFSET_IGNORED_SECONDS
+
 Clock = Callable[[], datetime]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -95,10 +97,15 @@ class DatabaseClock:
         self.offset = timedelta(0)
 
     def sync(self) -> timedelta:
+        """Measure the offset again; one below ``CLOCK_OFFSET_IGNORED_SECONDS`` counts as 0."""
         before = self._base()
         server = ensure_utc(self._read())
         after = self._base()
-        self.offset = server - (before + (after - before) / 2)
+        measured = server - (before + (after - before) / 2)
+        # Synchronised hosts (and SQLite, on this very host) differ by milliseconds: noise
+        # against leases of seconds, and not worth a clock that moves by the round trip.
+        ignored = abs(measured.total_seconds()) < CLOCK_OFFSET_IGNORED_SECONDS
+        self.offset = timedelta(0) if ignored else measured
         return self.offset
 
     def __call__(self) -> datetime:

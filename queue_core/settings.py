@@ -48,6 +48,10 @@ IDLE_BACKOFF_MIN_SECONDS = 0.001
 CONCURRENCY_DEFAULT = 1
 SHUTDOWN_GRACE_SECONDS_DEFAULT = 30.0
 SWEEP_INTERVAL_SECONDS = 5.0
+# Workers read "now" in the database's time (queue_core.clock.DatabaseClock): the offset of
+# their host's clock is measured at start and this often; below the second figure it is noise.
+CLOCK_SYNC_INTERVAL_SECONDS = 60.0
+CLOCK_OFFSET_IGNORED_SECONDS = 0.05
 RENEW_LOG_EVERY = 10  # log one renewal in ten: renewals are frequent and alike
 
 # --- SQLite engine (reasons in docs/configuration.md) ---

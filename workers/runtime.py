@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 from queue_core.claims import Lease
-from queue_core.clock import Clock, utcnow
+from queue_core.clock import Clock, DatabaseClock, utcnow
 from queue_core.database import Database
 from queue_core.errors import DatabaseUnavailable
 from queue_core.repositories import (
@@ -38,6 +38,7 @@ from queue_core.repositories import (
     WorkerRepository,
     default_worker_id,
 )
+from queue_core.settings import CLOCK_SYNC_INTERVAL_SECONDS
 from workers.attempt import AttemptTable
 from workers.completer import Completer
 from workers.config import WorkerConfig
@@ -86,6 +87,8 @@ class Worker:
         self.types: list[str] = []
         self._given_db = db
         self._clock = clock
+        self._db_clock: DatabaseClock | None = None
+        self._clock_synced_at = 0.0
         self.supervisor = Supervisor(self.config, self.log)
         self._ready = threading.Event()
         self._done = threading.Event()
@@ -194,6 +197,12 @@ class Worker:
         self.types = types
         owns_db = self._given_db is None
         self.db = self._given_db or Database(self.config.database_url)
+        if self._clock is utcnow:
+            # Worker hosts' clocks disagree, and a host whose clock runs ahead would recover
+            # the others' live leases early: read "now" in the database's time instead
+            # (docs/scale-out.md#clock-skew). An injected clock (tests) is kept as it is.
+            self._db_clock = DatabaseClock(self.db.now)
+            self._clock = self._db_clock
         self.workers = WorkerRepository(self.db, self._clock)
         self._build_parts()
         registered = False
@@ -270,6 +279,7 @@ class Worker:
         config = self.config
         while not self.supervisor.stop_requested:
             try:
+                self._sync_clock()
                 self.workers.register(
                     self.worker_id,
                     capabilities=config.capabilities,
@@ -306,7 +316,7 @@ class Worker:
             lease_seconds=self.config.lease_seconds,
             held=self.table.held_leases,
             on_renewed=self._on_renewed,
-            after_tick=self.completer.flush_task_logs_quietly,
+            after_tick=self._after_keeper_tick,
             on_unavailable=self._keeper_unavailable,
             logger=self.log,
         )
@@ -349,6 +359,27 @@ class Worker:
         self.log.info("worker stopped")
 
     # --- the lease keeper's reports ---
+
+    def _sync_clock(self) -> None:
+        if self._db_clock is None:
+            return
+        before = self._db_clock.offset
+        offset = self._db_clock.sync().total_seconds()
+        self._clock_synced_at = time.monotonic()
+        if abs(offset - before.total_seconds()) >= 1.0:
+            self.log.warning(
+                "this host's clock is %+.3f s off the database's; using the database's time",
+                -offset,
+            )
+
+    def _after_keeper_tick(self) -> None:
+        self.completer.flush_task_logs_quietly()
+        if time.monotonic() - self._clock_synced_at >= CLOCK_SYNC_INTERVAL_SECONDS:
+            try:
+                self._sync_clock()
+            except Exception:  # the keeper's next renewal reports an unavailable database
+                self._clock_synced_at = time.monotonic()
+                self.log.debug("measuring the clock offset failed", exc_info=True)
 
     def _on_renewed(self, leases: Sequence[Lease], renewed: dict[int, RenewResult]) -> None:
         for attempt in self.table.apply_renewal(leases, renewed):

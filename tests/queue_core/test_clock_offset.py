@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from queue_core.clock import CLOCK_OFFSET_ENV, DatabaseClock, ManualClock, utcnow
 from queue_core.database import Database
+from queue_core.settings import CLOCK_OFFSET_IGNORED_SECONDS
 
 PROBE = (
     "import time; from queue_core.clock import utcnow; print(utcnow().timestamp() - time.time())"
@@ -49,3 +50,12 @@ def test_database_clock_follows_the_database_not_the_host(db: Database) -> None:
         assert abs((clock() - db.now()).total_seconds()) < 1.0
         host.advance(5)  # the host's clock moves on: the clock moves with it
         assert abs((clock() - db.now()).total_seconds() - 5) < 1.0
+
+
+def test_an_offset_below_the_noise_floor_counts_as_none() -> None:
+    host = ManualClock()
+    server = ManualClock(host() + timedelta(seconds=CLOCK_OFFSET_IGNORED_SECONDS / 2))
+    clock = DatabaseClock(server, base=host)
+    assert clock.sync() == timedelta(0)
+    server.advance(1.0)
+    assert clock.sync() == server() - host()
