@@ -30,6 +30,7 @@ from queue_core.settings import (
     PRIORITY_DEFAULT,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    SCHEDULE_NAME_MAX_LENGTH,
     TYPE_MAX_LENGTH,
 )
 from queue_core.states import ALL_STATES, TaskStatus
@@ -105,6 +106,15 @@ class TaskRow(Base):
     timeout_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     lease_token: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     wr_key: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Flow control (docs/scheduling.md): how many of the task's dependencies are not completed
+    # yet (the claim asks only ``pending_deps = 0``: no walk of the dependency graph), whether
+    # some task depends on this one (its end then updates them), and the schedule that
+    # enqueued it.
+    pending_deps: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    has_dependents: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
+    schedule: Mapped[str | None] = mapped_column(String(SCHEDULE_NAME_MAX_LENGTH), nullable=True)
 
     __table_args__ = (
         CheckConstraint(
@@ -113,6 +123,7 @@ class TaskRow(Base):
         CheckConstraint(f"priority BETWEEN {PRIORITY_MIN} AND {PRIORITY_MAX}", name="priority"),
         CheckConstraint("attempts >= 0", name="attempts"),
         CheckConstraint("max_attempts >= 1", name="max_attempts"),
+        CheckConstraint("pending_deps >= 0", name="pending_deps"),
         # One partial index per claim order, over queued rows only: the claim walks it in
         # order and stops after LIMIT rows, whatever the size of the finished history.
         Index(
@@ -235,6 +246,9 @@ TIME_COLUMNS = {
     ),
     "workers": ("heartbeat_utc", "started_at_utc", "stopped_at_utc"),
     "task_logs": ("at_utc",),
+    "schedules": ("next_due_utc", "last_due_utc", "created_at_utc", "updated_at_utc"),
+    "task_types": ("updated_at_utc",),
+    "task_type_claims": ("claimed_at_utc",),
 }
 
 
@@ -277,3 +291,101 @@ class QueueSampleRow(Base):
     queued: Mapped[int] = mapped_column(Integer, nullable=False)
     due: Mapped[int] = mapped_column(Integer, nullable=False)
     leased: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class TaskDependencyRow(Base):
+    """One edge of the dependency graph: ``task_id`` waits for ``depends_on_id``.
+
+    Only the ends of tasks read it (to update or cancel their dependents), never the claim.
+    A task can only depend on tasks that exist when it is enqueued, so no cycle can form.
+    """
+
+    __tablename__ = "task_dependencies"
+
+    task_id: Mapped[int] = mapped_column(
+        RowId, ForeignKey("task_queue.id", ondelete="CASCADE"), primary_key=True
+    )
+    depends_on_id: Mapped[int] = mapped_column(
+        RowId, ForeignKey("task_queue.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (Index("ix_task_dependencies_depends_on_id", "depends_on_id"),)
+
+
+class ScheduleRow(Base):
+    """A periodic task (CONTRACT §9): enqueue one task of ``type`` at each time ``cron`` names.
+
+    ``next_due_utc`` is the next due time not handled yet; the scheduler moves it forward with
+    a compare-and-set after enqueueing the due time's task under the idempotency key
+    ``schedule:<name>:<due time>``, so two runners can neither duplicate nor skip one.
+    """
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(SCHEDULE_NAME_MAX_LENGTH), primary_key=True)
+    type: Mapped[str] = mapped_column(String(TYPE_MAX_LENGTH), nullable=False)
+    cron: Mapped[str] = mapped_column(String(200), nullable=False)
+    timezone: Mapped[str] = mapped_column(String(100), nullable=False, server_default="UTC")
+    payload: Mapped[dict[str, Any]] = mapped_column(
+        JsonText, nullable=False, server_default=text("'{}'")
+    )
+    priority: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=str(PRIORITY_DEFAULT)
+    )
+    catch_up: Mapped[str] = mapped_column(String(16), nullable=False, server_default="latest")
+    paused: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    source: Mapped[str] = mapped_column(String(16), nullable=False, server_default="api")
+    next_due_utc: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    last_due_utc: Mapped[datetime | None] = _now_column(nullable=True)
+    last_task_id: Mapped[int | None] = mapped_column(RowId, nullable=True)
+    created_at_utc: Mapped[datetime] = _now_column()
+    updated_at_utc: Mapped[datetime] = _now_column()
+
+    __table_args__ = (
+        CheckConstraint("catch_up IN ('latest', 'none', 'all')", name="catch_up"),
+        CheckConstraint(f"priority BETWEEN {PRIORITY_MIN} AND {PRIORITY_MAX}", name="priority"),
+    )
+
+
+class TaskTypeRow(Base):
+    """Flow control of one task type (CONTRACT §9): paused, ``max_running``, ``rate``.
+
+    A row exists only while the type is paused or limited: the claim of every other type
+    skips this table with one probe of an empty (or tiny) set, so limits cost nothing when
+    none is set.
+    """
+
+    __tablename__ = "task_types"
+
+    type: Mapped[str] = mapped_column(String(TYPE_MAX_LENGTH), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rate_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rate_per_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at_utc: Mapped[datetime] = _now_column()
+
+    __table_args__ = (
+        CheckConstraint("max_running IS NULL OR max_running >= 1", name="max_running"),
+        CheckConstraint(
+            "(rate_count IS NULL AND rate_per_seconds IS NULL)"
+            " OR (rate_count >= 1 AND rate_per_seconds > 0)",
+            name="rate",
+        ),
+    )
+
+
+class TaskTypeClaimRow(Base):
+    """When each task of a rate-limited type was claimed, within the type's window.
+
+    The claim of a rate-limited type counts these rows newer than ``now - per_seconds`` under
+    the type's lock and adds one per task it claims, so no window ever holds more than
+    ``count`` claims; rows older than the window are deleted by the same claim.
+    """
+
+    __tablename__ = "task_type_claims"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(TYPE_MAX_LENGTH), nullable=False)
+    claimed_at_utc: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (Index("ix_task_type_claims_type_claimed_at_utc", "type", "claimed_at_utc"),)

@@ -32,6 +32,21 @@ BATCH_MAX = 1000
 PAYLOAD_MAX_BYTES_DEFAULT = 1024 * 1024
 JSON_MAX_DEPTH_DEFAULT = 32
 
+# --- flow control (CONTRACT §9, docs/scheduling.md) ---
+SCHEDULE_NAME_MAX_LENGTH = 200
+SCHEDULE_TIMEZONE_DEFAULT = "UTC"
+SCHEDULE_CATCH_UP_DEFAULT = "latest"
+SCHEDULE_CATCH_UP_ALL_MAX = 100  # catch-up "all" enqueues at most this many missed times
+# A due time older than this when the scheduler reaches it counts as missed (the catch-up
+# policy decides); a younger one is simply late (a failover, a slow round) and is enqueued.
+SCHEDULE_MISSED_AFTER_SECONDS = 60.0
+MAINTENANCE_SCHEDULES_INTERVAL_SECONDS = 1.0  # how often the elected runner looks for due times
+# The schedules job's lease outlives a round by this much: a runner that dies is replaced
+# this soon, well inside SCHEDULE_MISSED_AFTER_SECONDS, so a failover misses no due time.
+MAINTENANCE_SCHEDULES_RUN_LEASE_SECONDS = 10.0
+DEPENDS_ON_MAX = 1000  # dependencies of one task
+DEPENDENCY_CASCADE_MAX_DEPTH = 10_000  # a guard: the graph is acyclic by construction
+
 # --- retry back-off (CONTRACT §4): min(base * 2^(attempts-1), cap), with jitter ---
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 300.0
@@ -171,6 +186,9 @@ class QueueSettings(BaseSettings):
     )
     maintenance_run_lease_seconds: float = Field(default=MAINTENANCE_RUN_LEASE_SECONDS, gt=0)
     maintenance_sample_interval_seconds: float = Field(default=QUEUE_SAMPLE_INTERVAL_SECONDS, ge=0)
+    maintenance_schedules_interval_seconds: float = Field(
+        default=MAINTENANCE_SCHEDULES_INTERVAL_SECONDS, ge=0
+    )
     retention_days: float = Field(default=RETENTION_DAYS_DEFAULT, gt=0)
     log_retention_days: float = Field(default=LOG_RETENTION_DAYS_DEFAULT, gt=0)
     purge_include_failed: bool = False

@@ -83,7 +83,8 @@ def _reset_postgres(url: str) -> None:
             conn.execute(
                 text(
                     "TRUNCATE task_logs, task_queue, workers, maintenance_leases, "
-                    "dashboard_sessions, queue_samples RESTART IDENTITY CASCADE"
+                    "dashboard_sessions, queue_samples, schedules, task_types, task_type_claims "
+                    "RESTART IDENTITY CASCADE"
                 )
             )
             conn.execute(text("UPDATE task_queue_clock SET vtime = 0"))
