@@ -14,11 +14,16 @@ from api.docs import OPENAPI_PATH, install_docs
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import RequestMetricsMiddleware, new_registry
-from api.routes import stats, system, tasks, workers
+from api.routes import schedules, stats, system, tasks, workers
 from api.security import ApiKeyMiddleware
 from api.ui import install_ui
 from queue_core.database import Database
-from queue_core.repositories import TaskRepository, WorkerRepository
+from queue_core.repositories import (
+    ScheduleRepository,
+    TaskRepository,
+    TypeRepository,
+    WorkerRepository,
+)
 from queue_core.schemas import JSON_VALUE_SCHEMA, JSON_VALUE_SCHEMA_NAME
 from queue_core.settings import QueueSettings
 
@@ -71,10 +76,12 @@ def create_app(
     app.state.database = db
     app.state.tasks = task_repository
     app.state.workers = WorkerRepository(db)
+    app.state.schedules = ScheduleRepository(db, tasks=task_repository)
+    app.state.types = TypeRepository(db)
     registry, request_metrics = new_registry(task_repository)
     app.state.metrics_registry = registry
 
-    routers = [module.router for module in (tasks, stats, workers, system)]
+    routers = [module.router for module in (tasks, schedules, stats, workers, system)]
     for router in routers:
         app.include_router(router)
     install_docs(app)
@@ -97,7 +104,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
     return app

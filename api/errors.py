@@ -19,12 +19,17 @@ from api.examples import json_example
 from api.models import ErrorResponse, ValidationErrorResponse
 from queue_core.errors import (
     DatabaseUnavailable,
+    DependencyNotFound,
     IdempotencyConflict,
+    InvalidSchedule,
     InvalidTransition,
+    ScheduleExists,
+    ScheduleNotFound,
     SchemaMissing,
     TaskNotFound,
 )
 from queue_core.repositories import InvalidPayload, PayloadTooLarge
+from queue_core.repositories.types import InvalidTaskType
 from queue_core.settings import RETRY_AFTER_SECONDS
 
 logger = logging.getLogger("api")
@@ -117,6 +122,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TaskNotFound, plain(404))
     app.add_exception_handler(InvalidTransition, plain(409))
     app.add_exception_handler(IdempotencyConflict, plain(409))
+    app.add_exception_handler(ScheduleNotFound, plain(404))
+    app.add_exception_handler(ScheduleExists, plain(409))
+    app.add_exception_handler(InvalidSchedule, _invalid_payload)
+    app.add_exception_handler(DependencyNotFound, _invalid_payload)
+    app.add_exception_handler(InvalidTaskType, _invalid_payload)
     app.add_exception_handler(PayloadTooLarge, plain(413))
     app.add_exception_handler(
         DatabaseUnavailable,

@@ -71,3 +71,30 @@ class UnsupportedDatabase(QueueError):
 
 class NotSupportedOnBackend(QueueError):
     """The operation does not apply to this database; the message says what to do instead."""
+
+
+class ScheduleNotFound(QueueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} not found")
+        self.name = name
+
+
+class ScheduleExists(QueueError):
+    """A schedule of that name exists already."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} already exists")
+        self.name = name
+
+
+class DependencyNotFound(QueueError):
+    """A task was enqueued with ``depends_on`` naming tasks that do not exist."""
+
+    def __init__(self, missing: list[int]) -> None:
+        names = ", ".join(str(task_id) for task_id in missing)
+        super().__init__(f"depends_on names no such task: {names}")
+        self.missing = missing
+
+
+class InvalidSchedule(QueueError):
+    """A cron expression or time zone that cannot be used."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -16,6 +16,7 @@ from pydantic import (
 
 from queue_core.clock import ensure_utc
 from queue_core.settings import (
+    DEPENDS_ON_MAX,
     IDEMPOTENCY_KEY_MAX_LENGTH,
     MAX_ATTEMPTS_DEFAULT,
     MAX_ATTEMPTS_MAX,
@@ -23,6 +24,9 @@ from queue_core.settings import (
     PRIORITY_DEFAULT,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    SCHEDULE_CATCH_UP_DEFAULT,
+    SCHEDULE_NAME_MAX_LENGTH,
+    SCHEDULE_TIMEZONE_DEFAULT,
     TYPE_MAX_LENGTH,
     TYPE_PATTERN,
 )
@@ -68,6 +72,17 @@ JSON_VALUE_SCHEMA: dict[str, Any] = {
     ]
 }
 JsonObject = Annotated[dict[str, Any], WithJsonSchema(JSON_OBJECT_SCHEMA, mode="validation")]
+# A task id a client names: BIGINT on PostgreSQL, so a larger number can name no task.
+TaskIdRef = Annotated[int, Field(ge=1, le=2**63 - 1)]
+ScheduleName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=SCHEDULE_NAME_MAX_LENGTH,
+        pattern=TYPE_PATTERN,
+        examples=["report.daily"],
+    ),
+]
 
 
 class TaskCreate(BaseModel):
@@ -96,6 +111,16 @@ class TaskCreate(BaseModel):
     run_after_utc: datetime | None = None
     idempotency_key: IdempotencyKey | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86_400)] | None = None
+    depends_on: list[TaskIdRef] = Field(
+        default_factory=list,
+        max_length=DEPENDS_ON_MAX,
+        description="Ids of existing tasks that must all complete before this one can run.",
+    )
+
+    @field_validator("depends_on")
+    @classmethod
+    def _unique(cls, value: list[int]) -> list[int]:
+        return list(dict.fromkeys(value))
 
     @field_validator("run_after_utc", mode="before")
     @classmethod
@@ -136,6 +161,8 @@ class Task(BaseModel):
     error_message: str | None
     result: Any | None
     timeout_seconds: float | None = None
+    depends_on: list[int] = Field(default_factory=list)
+    schedule: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -180,3 +207,80 @@ class WorkerInfo(BaseModel):
     task_types: list[str] = Field(default_factory=list)
     concurrency: int = 1
     strategy: str | None = None
+
+
+CatchUpPolicy = Literal["latest", "none", "all"]
+
+
+class ScheduleCreate(BaseModel):
+    """A periodic task to add (CONTRACT §8 ``POST /api/queue/schedules``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "report.daily",
+                    "type": "report.daily",
+                    "cron": "0 6 * * *",
+                    "timezone": "Europe/Prague",
+                }
+            ]
+        },
+    )
+
+    name: ScheduleName
+    type: TaskType
+    cron: Annotated[str, Field(min_length=1, max_length=200, examples=["0 6 * * *"])]
+    timezone: Annotated[str, Field(min_length=1, max_length=100)] = SCHEDULE_TIMEZONE_DEFAULT
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = PRIORITY_DEFAULT
+    catch_up: CatchUpPolicy = SCHEDULE_CATCH_UP_DEFAULT  # type: ignore[assignment]
+
+
+class Schedule(BaseModel):
+    """A schedule as clients see it."""
+
+    name: str
+    type: str
+    cron: str
+    timezone: str
+    payload: dict[str, Any]
+    priority: int
+    catch_up: str
+    paused: bool
+    source: str = Field(description="`api` (added by an operator) or `code` (`@task(cron=...)`).")
+    next_due_utc: UtcTimestamp = Field(description="The next due time not enqueued yet.")
+    last_due_utc: UtcTimestamp | None
+    last_task_id: int | None
+    created_at_utc: UtcTimestamp
+    updated_at_utc: UtcTimestamp
+
+
+class Rate(BaseModel):
+    """At most ``count`` claims in any window of ``per_seconds``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    per_seconds: Annotated[float, Field(gt=0, le=366 * 86_400)]
+
+
+class TypeLimits(BaseModel):
+    """``PUT /api/queue/types/{type}/limits``: null (or absent) clears a limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_running: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    rate: Rate | None = None
+
+
+class TaskTypeInfo(BaseModel):
+    """One task type's flow control and load (``GET /api/queue/types``)."""
+
+    type: str
+    paused: bool
+    max_running: int | None
+    rate: Rate | None
+    queued: int
+    leased: int

@@ -7,15 +7,41 @@ import inspect
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from queue_core.settings import TYPE_MAX_LENGTH, TYPE_PATTERN
+from queue_core.errors import InvalidSchedule
+from queue_core.scheduling import CatchUp, Cron
+from queue_core.settings import (
+    SCHEDULE_CATCH_UP_DEFAULT,
+    SCHEDULE_TIMEZONE_DEFAULT,
+    TYPE_MAX_LENGTH,
+    TYPE_PATTERN,
+)
 from workers.errors import DuplicateHandler, HandlerError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _TYPE_RE = re.compile(TYPE_PATTERN)
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """The schedule a ``@task(..., cron=...)`` declares (CONTRACT §9): named after the type,
+    created or updated in the database when a worker serving the type starts."""
+
+    cron: str
+    timezone: str = SCHEDULE_TIMEZONE_DEFAULT
+    catch_up: str = SCHEDULE_CATCH_UP_DEFAULT
+    payload: dict[str, Any] = field(default_factory=dict)
+    priority: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            Cron(self.cron, self.timezone)
+            CatchUp(self.catch_up)
+        except (InvalidSchedule, ValueError) as exc:
+            raise HandlerError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -26,6 +52,7 @@ class Handler:
     func: Callable[..., Any]
     is_async: bool
     takes_context: bool
+    periodic: Periodic | None = None
 
     @property
     def definition(self) -> tuple[str, int]:
@@ -89,11 +116,13 @@ class Registry:
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
 
-    def register(self, name: str, func: Callable[..., Any]) -> Handler:
+    def register(
+        self, name: str, func: Callable[..., Any], periodic: Periodic | None = None
+    ) -> Handler:
         check_task_type(name)
         if not callable(func):
             raise HandlerError(f"the handler for {name!r} is not callable")
-        handler = Handler(name, func, _is_async(func), _takes_context(name, func))
+        handler = Handler(name, func, _is_async(func), _takes_context(name, func), periodic)
         with self._lock:
             existing = self._handlers.get(name)
             if existing is not None:
@@ -105,14 +134,22 @@ class Registry:
             self._handlers[name] = handler
         return handler
 
-    def task(self, name: str) -> Callable[[F], F]:
+    def task(self, name: str, periodic: Periodic | None = None) -> Callable[[F], F]:
         """Decorator: register the function as the handler of task type ``name``."""
 
         def decorate(func: F) -> F:
-            self.register(name, func)
+            self.register(name, func, periodic)
             return func
 
         return decorate
+
+    def periodic(self) -> list[Handler]:
+        """The handlers that declare a schedule, by type."""
+        with self._lock:
+            return sorted(
+                (h for h in self._handlers.values() if h.periodic is not None),
+                key=lambda h: h.name,
+            )
 
     def unregister(self, name: str) -> None:
         with self._lock:
@@ -145,11 +182,30 @@ default_registry = Registry()
 """The registry ``@task`` fills and ``prismq-queue worker`` serves."""
 
 
-def task(name: str, *, registry: Registry | None = None) -> Callable[[F], F]:
+def task(
+    name: str,
+    *,
+    cron: str | None = None,
+    timezone: str = SCHEDULE_TIMEZONE_DEFAULT,
+    catch_up: str = SCHEDULE_CATCH_UP_DEFAULT,
+    payload: dict[str, Any] | None = None,
+    priority: int | None = None,
+    registry: Registry | None = None,
+) -> Callable[[F], F]:
     """Register a handler for task type ``name`` (CONTRACT §6)::
 
     @task("demo.echo")
     def echo(payload: dict, ctx: TaskContext) -> dict:
         return {"echo": payload}
+
+    With ``cron`` (five fields, in ``timezone``), the type is also periodic (CONTRACT §9): a
+    worker that imports the module creates or updates the schedule named after the type, and
+    one task of the type, with ``payload``, is enqueued at each due time::
+
+    @task("report.daily", cron="0 6 * * *", timezone="Europe/Prague")
+    def daily(payload: dict) -> None: ...
     """
-    return (registry if registry is not None else default_registry).task(name)
+    periodic = None
+    if cron is not None:
+        periodic = Periodic(cron, timezone, catch_up, dict(payload or {}), priority)
+    return (registry if registry is not None else default_registry).task(name, periodic)

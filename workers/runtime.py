@@ -34,6 +34,7 @@ from queue_core.errors import DatabaseUnavailable
 from queue_core.repositories import (
     LeaseRepository,
     RenewResult,
+    ScheduleRepository,
     TaskLogRepository,
     WorkerRepository,
     default_worker_id,
@@ -289,6 +290,7 @@ class Worker:
                 )
                 # A previous process with this id died without releasing: recover its tasks.
                 report = self.leases.release_worker_tasks(self.worker_id, "worker restarted")
+                self._declare_schedules()
             except DatabaseUnavailable as exc:  # anything else at start-up is fatal
                 self.health.failed("register", exc)
                 self.supervisor.wait(self.health.remaining())
@@ -308,6 +310,26 @@ class Worker:
             )
             return True
         return False
+
+    def _declare_schedules(self) -> None:
+        """Create or update the schedule of every ``@task(..., cron=...)`` this worker serves
+        (CONTRACT §9); the elected maintenance runner enqueues their due tasks."""
+        periodic = self.registry.periodic()
+        if not periodic:
+            return
+        schedules = ScheduleRepository(self.db, self._clock)
+        for handler in periodic:
+            spec = handler.periodic
+            assert spec is not None
+            schedules.declare(
+                handler.name,
+                handler.name,
+                spec.cron,
+                timezone=spec.timezone,
+                payload=spec.payload,
+                priority=spec.priority,
+                catch_up=spec.catch_up,
+            )
 
     def _start_parts(self) -> None:
         self._keeper = LeaseKeeper(

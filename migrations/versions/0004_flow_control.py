@@ -61,7 +61,9 @@ def _integer_time_checks(table: str, columns: Sequence[str]) -> list[sa.CheckCon
 
 def upgrade() -> None:
     with op.batch_alter_table("task_queue", recreate="never") as batch:
-        batch.add_column(sa.Column("pending_deps", sa.Integer(), server_default="0", nullable=False))
+        batch.add_column(
+            sa.Column("pending_deps", sa.Integer(), server_default="0", nullable=False)
+        )
         batch.add_column(
             sa.Column("has_dependents", sa.Boolean(), server_default=sa.false(), nullable=False)
         )

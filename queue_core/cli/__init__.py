@@ -41,6 +41,13 @@ COMMANDS: dict[str, LazyCommand] = {
         "queue_core.cli.maintenance:maintenance_group",
         "Database maintenance: backup, restore, checkpoint, vacuum, analyze, purge, sweep.",
     ),
+    "schedules": LazyCommand(
+        "queue_core.cli.flow:schedules_group",
+        "Periodic tasks: one task of a type at each time a cron expression names.",
+    ),
+    "types": LazyCommand(
+        "queue_core.cli.flow:types_group", "Flow control per task type: pause, resume, limits."
+    ),
 }
 """The built-in commands: name, where the command lives, its one-line help."""
 

@@ -42,10 +42,13 @@ def _exit_code_for(error: Exception) -> int | None:
     """
     from pydantic import ValidationError
 
-    from queue_core.errors import QueueError
+    from queue_core.errors import InvalidSchedule, QueueError
+    from queue_core.repositories.types import InvalidTaskType
     from queue_core.validation import InvalidPayload, PayloadTooLarge
 
-    if isinstance(error, (ValidationError, InvalidPayload, PayloadTooLarge)):
+    if isinstance(
+        error, (ValidationError, InvalidPayload, PayloadTooLarge, InvalidSchedule, InvalidTaskType)
+    ):
         return EXIT_USAGE
     if isinstance(error, (QueueError, OSError)):
         return EXIT_FAILURE

@@ -168,3 +168,41 @@ def parse_json_object(value: str | None, name: str) -> dict[str, Any]:
 def fail(message: str, code: int = EXIT_FAILURE) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+class GreedyOption(click.Option):
+    """A repeatable option that also takes the values after it, up to the next option:
+    ``--depends-on 3 4`` is ``--depends-on 3 --depends-on 4``. Values may also be written
+    ``3,4``."""
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is None:
+                continue
+            process = option.process
+
+            def greedy(value: Any, state: Any, process: Any = process) -> None:
+                process(value, state)
+                while state.rargs and not str(state.rargs[0]).startswith("-"):
+                    process(state.rargs.pop(0), state)
+
+            option.process = greedy
+
+
+def parse_ids(values: tuple[str, ...], name: str) -> list[int]:
+    """Task ids from a GreedyOption's values."""
+    ids: list[int] = []
+    for value in values:
+        for part in str(value).split(","):
+            if not part.strip():
+                continue
+            try:
+                task_id = int(part)
+            except ValueError:
+                task_id = 0
+            if task_id < 1:
+                raise click.BadParameter(f"{part!r} is not a task id", param_hint=name)
+            ids.append(task_id)
+    return ids

@@ -8,7 +8,14 @@ from datetime import datetime, timedelta
 
 import click
 
-from queue_core.cli.options import database_option, echo_json, open_db, parse_json_object
+from queue_core.cli.options import (
+    GreedyOption,
+    database_option,
+    echo_json,
+    open_db,
+    parse_ids,
+    parse_json_object,
+)
 from queue_core.clock import utcnow
 from queue_core.repositories import TaskRepository
 from queue_core.schemas import Task, TaskCreate
@@ -31,6 +38,20 @@ from queue_core.states import TaskStatus
 @click.option(
     "--delay", type=float, default=None, metavar="SECONDS", help="Seconds before the task is due."
 )
+@click.option(
+    "--timeout-seconds",
+    type=float,
+    default=None,
+    help="The handler's time limit for this task; past it the attempt fails as a timeout.",
+)
+@click.option(
+    "--depends-on",
+    "depends_on",
+    cls=GreedyOption,
+    multiple=True,
+    metavar="ID …",
+    help="Run only once these tasks completed (ids, repeatable: --depends-on 3 4).",
+)
 @database_option
 def enqueue_command(
     task_type: str,
@@ -40,6 +61,8 @@ def enqueue_command(
     max_attempts: int | None,
     idempotency_key: str | None,
     delay: float | None,
+    timeout_seconds: float | None,
+    depends_on: tuple[str, ...],
     database_url: str | None,
 ) -> None:
     """Enqueue one task and print it as JSON."""
@@ -56,6 +79,10 @@ def enqueue_command(
         fields["idempotency_key"] = idempotency_key
     if delay is not None:
         fields["run_after_utc"] = _due_after(delay)
+    if timeout_seconds is not None:
+        fields["timeout_seconds"] = timeout_seconds
+    if depends_on:
+        fields["depends_on"] = parse_ids(depends_on, "--depends-on")
     spec = TaskCreate.model_validate(fields)
     with open_db(database_url, create=True) as db:
         echo_json(TaskRepository(db).enqueue(spec).task)

@@ -179,12 +179,13 @@ FOR UPDATE SKIP LOCKED
 # Enqueue: see sqlite_sql.py. payload is json (kept as written), compatibility jsonb.
 ENQUEUE_COLUMNS = """type, priority, payload, compatibility, status, attempts, max_attempts,
     run_after_utc, idempotency_key, created_at_utc, updated_at_utc, cancel_requested,
-    timeout_seconds, lease_token, wr_key"""
+    timeout_seconds, lease_token, wr_key, schedule, pending_deps"""
 
 ENQUEUE_VALUES = """(:type, :priority, CAST(:payload AS json), CAST(:compatibility AS jsonb),
     'queued', 0, :max_attempts, :run_after_utc, :idempotency_key, :now, :now, false,
     :timeout_seconds, 0,
-    (SELECT coalesce(max(vtime), 0.0) FROM task_queue_clock) + CAST(:wr_weight AS float8))"""
+    (SELECT coalesce(max(vtime), 0.0) FROM task_queue_clock) + CAST(:wr_weight AS float8),
+    :schedule, :pending_deps)"""
 
 ENQUEUE_SQL = f"""
 INSERT INTO task_queue ({ENQUEUE_COLUMNS})
@@ -239,7 +240,7 @@ SELECT id, CASE WHEN :notify THEN pg_notify('{PG_NOTIFY_CHANNEL}', '') END FROM 
 TASK_COLUMNS = """id, type, status, priority, attempts, max_attempts, payload, compatibility,
     idempotency_key, run_after_utc, created_at_utc, updated_at_utc, processing_started_utc,
     finished_at_utc, locked_by, lease_until_utc, cancel_requested, error_message, result,
-    timeout_seconds"""
+    timeout_seconds, schedule"""
 
 TASK_BY_KEY_SQL = f"SELECT {TASK_COLUMNS} FROM task_queue WHERE idempotency_key = :key"
 

@@ -205,11 +205,12 @@ VALUES (:task_id, :at_utc, :level, :message, :details)
 # + its weight; :wr_weight is NULL for a delayed task, which makes the key NULL.
 ENQUEUE_COLUMNS = """type, priority, payload, compatibility, status, attempts, max_attempts,
     run_after_utc, idempotency_key, created_at_utc, updated_at_utc, cancel_requested,
-    timeout_seconds, lease_token, wr_key"""
+    timeout_seconds, lease_token, wr_key, schedule, pending_deps"""
 
 ENQUEUE_VALUES = """(:type, :priority, :payload, :compatibility, 'queued', 0, :max_attempts,
     :run_after_utc, :idempotency_key, :now, :now, false, :timeout_seconds, 0,
-    (SELECT coalesce(max(vtime), 0.0) FROM task_queue_clock) + :wr_weight)"""
+    (SELECT coalesce(max(vtime), 0.0) FROM task_queue_clock) + :wr_weight, :schedule,
+    :pending_deps)"""
 
 ENQUEUE_SQL = f"""
 INSERT INTO task_queue ({ENQUEUE_COLUMNS})
@@ -240,7 +241,7 @@ def insert_many(cursor: Any, statement: str, rows: Sequence[dict[str, Any]]) -> 
 TASK_COLUMNS = """id, type, status, priority, attempts, max_attempts, payload, compatibility,
     idempotency_key, run_after_utc, created_at_utc, updated_at_utc, processing_started_utc,
     finished_at_utc, locked_by, lease_until_utc, cancel_requested, error_message, result,
-    timeout_seconds"""
+    timeout_seconds, schedule"""
 
 TASK_BY_KEY_SQL = f"SELECT {TASK_COLUMNS} FROM task_queue WHERE idempotency_key = :key"
 

@@ -26,14 +26,15 @@ from queue_core.maintenance.analyze import optimize
 from queue_core.maintenance.checkpoint import CheckpointMode, checkpoint, wal_bytes
 from queue_core.maintenance.leases import MaintenanceLeases, default_holder
 from queue_core.maintenance.purge import purge
-from queue_core.repositories import DashboardRepository, sweep
-from queue_core.settings import QueueSettings
+from queue_core.repositories import DashboardRepository, ScheduleRepository, sweep
+from queue_core.settings import MAINTENANCE_SCHEDULES_RUN_LEASE_SECONDS, QueueSettings
 
 log = logging.getLogger("prismq.queue.maintenance")
 
 JOB_SWEEP = "sweep"
 JOB_PURGE = "purge"
 JOB_SAMPLE = "sample"
+JOB_SCHEDULES = "schedules"
 
 # A scheduled purge stops after this many batches and comes back soon after, so a large
 # backlog never keeps the calling worker away from its tasks for long.
@@ -67,6 +68,9 @@ class MaintenanceJob:
     name: str
     interval_seconds: float
     run: Callable[[JobContext], JobResult]
+    run_lease_seconds: float | None = None
+    """How long a runner holds the job while it runs (default: the settings'); a runner that
+    dies is replaced once this has passed."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,10 @@ class MaintenanceScheduler:
                 self._next_check[job.name] = current.lease_until_utc
                 return None
             run_lease = timedelta(
-                seconds=max(job.interval_seconds, self.settings.maintenance_run_lease_seconds)
+                seconds=max(
+                    job.interval_seconds,
+                    job.run_lease_seconds or self.settings.maintenance_run_lease_seconds,
+                )
             )
             if not self.leases.try_acquire(job.name, self.holder, now + run_lease):
                 taken = self.leases.get(job.name)
@@ -223,6 +230,14 @@ def default_jobs(
     jobs.append(
         MaintenanceJob(JOB_SAMPLE, settings.maintenance_sample_interval_seconds, _sample(db, clock))
     )
+    jobs.append(
+        MaintenanceJob(
+            JOB_SCHEDULES,
+            settings.maintenance_schedules_interval_seconds,
+            _schedules(db, clock),
+            run_lease_seconds=MAINTENANCE_SCHEDULES_RUN_LEASE_SECONDS,
+        )
+    )
     return jobs
 
 
@@ -233,6 +248,20 @@ def _sample(db: Database, clock: Clock) -> Callable[[JobContext], JobResult]:
     def run(_context: JobContext) -> JobResult:
         sample = samples.record_sample()
         return JobResult(f"{sample.queued} queued ({sample.due} due), {sample.leased} leased")
+
+    return run
+
+
+def _schedules(db: Database, clock: Clock) -> Callable[[JobContext], JobResult]:
+    """Enqueue the due tasks of every schedule (CONTRACT §9). The election keeps the other
+    workers idle; exactly-once per due time is guarded in the database itself (see
+    queue_core/repositories/schedules.py), so a failover neither doubles nor skips one."""
+    schedules = ScheduleRepository(db, clock)
+
+    def run(_context: JobContext) -> JobResult:
+        done = schedules.enqueue_due()
+        created = sum(1 for item in done if item.created)
+        return JobResult(f"enqueued {created} scheduled task(s)", routine=not created)
 
     return run
 

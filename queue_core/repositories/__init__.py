@@ -10,7 +10,9 @@ from queue_core.repositories.leases import (
     retry_delay,
 )
 from queue_core.repositories.logs import TaskLogRepository
+from queue_core.repositories.schedules import ScheduledTask, ScheduleRepository
 from queue_core.repositories.tasks import CancelResult, EnqueueResult, TaskRepository
+from queue_core.repositories.types import TypeRepository
 from queue_core.repositories.workers import WorkerRepository, default_worker_id, sweep
 from queue_core.validation import InvalidPayload, PayloadTooLarge
 
@@ -25,8 +27,11 @@ __all__ = [
     "PayloadTooLarge",
     "RecoveryReport",
     "RenewResult",
+    "ScheduleRepository",
+    "ScheduledTask",
     "TaskLogRepository",
     "TaskRepository",
+    "TypeRepository",
     "WorkerRepository",
     "default_worker_id",
     "log_entry",

@@ -12,13 +12,14 @@ from typing import Any
 from sqlalchemy import Row, Table
 
 from queue_core.audit import log_entry
-from queue_core.models import TaskLogRow, TaskRow, WorkerRow
+from queue_core.models import TaskDependencyRow, TaskLogRow, TaskRow, WorkerRow
 from queue_core.schemas import Task, TaskLog
 from queue_core.states import TaskStatus
 
 TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
 LOGS: Table = TaskLogRow.__table__  # type: ignore[assignment]
 WORKERS: Table = WorkerRow.__table__  # type: ignore[assignment]
+DEPENDENCIES: Table = TaskDependencyRow.__table__  # type: ignore[assignment]
 
 __all__ = ["LOGS", "TASKS", "WORKERS", "log_entry", "log_from_row", "task_from_row"]
 
@@ -66,6 +67,8 @@ def task_from_row(
         error_message=m["error_message"],
         result=document("result"),
         timeout_seconds=m["timeout_seconds"],
+        schedule=m.get("schedule"),
+        depends_on=[],
     )
 
 

@@ -13,13 +13,21 @@ import orjson
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.sql import Select
 
+from queue_core import dependencies
 from queue_core.audit import log_entry
 from queue_core.clock import Clock, ensure_utc, utcnow
 from queue_core.database import Database
 from queue_core.dialects import LogRow
 from queue_core.dialects.weighted import race_weight
 from queue_core.errors import IdempotencyConflict, InvalidTransition, TaskNotFound
-from queue_core.repositories._common import LOGS, TASKS, WORKERS, log_from_row, task_from_row
+from queue_core.repositories._common import (
+    DEPENDENCIES,
+    LOGS,
+    TASKS,
+    WORKERS,
+    log_from_row,
+    task_from_row,
+)
 from queue_core.schemas import QueueStats, Task, TaskCreate, TaskLog
 from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from queue_core.states import RETRYABLE_STATES, TaskStatus
@@ -74,7 +82,30 @@ class _NewRow:
             error_message=None,
             result=None,
             timeout_seconds=spec.timeout_seconds,
+            depends_on=sorted(spec.depends_on),
+            schedule=self.params["schedule"],
         )
+
+
+_ENDED_BADLY = (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
+
+
+def _with_dependencies(conn: Connection, tasks: builtins.list[Task]) -> builtins.list[Task]:
+    """Fill in ``depends_on`` (one indexed read for the whole list)."""
+    if not tasks:
+        return tasks
+    rows = conn.execute(
+        select(DEPENDENCIES.c.task_id, DEPENDENCIES.c.depends_on_id)
+        .where(DEPENDENCIES.c.task_id.in_([t.task_id for t in tasks]))
+        .order_by(DEPENDENCIES.c.task_id, DEPENDENCIES.c.depends_on_id)
+    ).all()
+    found: dict[int, builtins.list[int]] = {}
+    for task_id, dep in rows:
+        found.setdefault(task_id, []).append(dep)
+    for task in tasks:
+        if task.task_id in found:
+            task.depends_on = found[task.task_id]
+    return tasks
 
 
 def _enqueued_details(
@@ -104,19 +135,25 @@ class TaskRepository:
         sql = self._raw.sql
         self._enqueue_sql = sql.dbapi_sql(sql.ENQUEUE_SQL)
         self._by_key_sql = sql.dbapi_sql(sql.TASK_BY_KEY_SQL)
+        self._by_id_sql = sql.dbapi_sql(f"SELECT {sql.TASK_COLUMNS} FROM task_queue WHERE id = :id")
         self._enqueue_many_sql = sql.dbapi_sql(sql.ENQUEUE_MANY_SQL)
         self._task_columns = [name.strip() for name in sql.TASK_COLUMNS.split(",")]
         self._log_writer = db.log_writer
 
     # --- enqueue ---
 
-    def enqueue(self, spec: TaskCreate | None = None, /, **fields: Any) -> EnqueueResult:
+    def enqueue(
+        self, spec: TaskCreate | None = None, /, *, schedule: str | None = None, **fields: Any
+    ) -> EnqueueResult:
         """Enqueue one task. A replayed idempotency key returns the existing task
         (``created=False``) when type and payload match, and raises IdempotencyConflict
-        otherwise."""
+        otherwise. ``depends_on`` must name existing tasks (DependencyNotFound otherwise);
+        ``schedule`` names the schedule that enqueues it (the scheduler's business)."""
         spec = spec if spec is not None else TaskCreate(**fields)
         now = ensure_utc(self.clock())
-        row = self._new_row(spec, now)
+        row = self._new_row(spec, now, schedule=schedule)
+        if spec.depends_on:
+            return self._enqueue_dependent(row)
         log = None
         if self._log_writer.routine:
             details = _enqueued_details(
@@ -149,7 +186,16 @@ class TaskRepository:
         bound_now = self._raw.sql.bind_time(now)  # one conversion for the whole batch
         rows = [self._new_row(spec, now, bound_now) for spec in specs]
         with self._raw.transaction() as cursor:
-            if any(spec.idempotency_key for spec in specs):
+            if any(spec.depends_on for spec in specs):
+                results = [
+                    self._insert_dependent(cursor, row)
+                    if row.spec.depends_on
+                    else self._insert_one(cursor, row)
+                    for row in rows
+                ]
+                tasks = [r.task for r in results]
+                created = [r.task for r in results if r.created and not r.task.depends_on]
+            elif any(spec.idempotency_key for spec in specs):
                 results = [self._insert_one(cursor, row) for row in rows]
                 tasks = [r.task for r in results]
                 created = [r.task for r in results if r.created]
@@ -160,7 +206,43 @@ class TaskRepository:
                 self.db.dialect.notify_new_tasks_raw(cursor)
         return tasks
 
-    def _new_row(self, spec: TaskCreate, now: datetime, bound_now: Any = None) -> _NewRow:
+    def _enqueue_dependent(self, row: _NewRow) -> EnqueueResult:
+        """Enqueue a task with dependencies in a transaction of its own."""
+        with self._raw.transaction() as cursor:
+            result = self._insert_dependent(cursor, row)
+            if result.created and row.due and not row.params["pending_deps"]:
+                self.db.dialect.notify_new_tasks_raw(cursor)
+        return result
+
+    def _insert_dependent(self, cursor: Any, row: _NewRow) -> EnqueueResult:
+        """Flag and count the dependencies, insert the task, its edges and its "enqueued" log
+        row, in the caller's transaction (queue_core/dependencies.py says why this is
+        race-free). A dependency that already failed or was cancelled cancels the task."""
+        sql = self._raw.sql
+        depends_on = row.spec.depends_on
+        statuses = dependencies.mark_dependencies(cursor, sql, depends_on, row.now)
+        row.params["pending_deps"] = dependencies.pending_count(statuses)
+        result = self._insert_one(cursor, row)
+        if not result.created:
+            return result
+        task_id = result.task.task_id
+        dependencies.insert_edges(cursor, sql, task_id, depends_on)
+        self._log_writer.write(cursor, [self._enqueued_log(result.task, row.now)])
+        ended = {dep: status for dep, status in statuses.items() if status in _ENDED_BADLY}
+        if ended and task_id in dependencies.dependencies_ended(cursor, sql, ended, row.now):
+            cursor.execute(self._by_id_sql, {"id": task_id})
+            task = self._task_from_raw(cursor.fetchone(), depends_on)
+            return EnqueueResult(task, created=True)
+        return result
+
+    def _new_row(
+        self,
+        spec: TaskCreate,
+        now: datetime,
+        bound_now: Any = None,
+        *,
+        schedule: str | None = None,
+    ) -> _NewRow:
         settings = self.db.settings
         sql = self._raw.sql
         if bound_now is None:
@@ -180,6 +262,8 @@ class TaskRepository:
             "now": bound_now,
             "timeout_seconds": spec.timeout_seconds,
             "wr_weight": race_weight(spec.priority, self.rng) if due else None,
+            "schedule": schedule,
+            "pending_deps": 0,
         }
         return _NewRow(spec, params, run_after, now, due)
 
@@ -204,7 +288,7 @@ class TaskRepository:
         ids = self._raw.sql.insert_many(cursor, self._enqueue_many_sql, [r.params for r in rows])
         return [row.task(task_id) for row, task_id in zip(rows, ids, strict=True)]
 
-    def _task_from_raw(self, row: Sequence[Any]) -> Task:
+    def _task_from_raw(self, row: Sequence[Any], depends_on: Sequence[int] = ()) -> Task:
         """A task from a row of TASK_COLUMNS read on the raw connection."""
         sql = self._raw.sql
         return task_from_row(
@@ -232,7 +316,7 @@ class TaskRepository:
         row = conn.execute(select(TASKS).where(TASKS.c.id == task_id)).first()
         if row is None:
             raise TaskNotFound(task_id)
-        return task_from_row(row)
+        return _with_dependencies(conn, [task_from_row(row)])[0]
 
     def list(
         self,
@@ -252,7 +336,7 @@ class TaskRepository:
         if before_id is not None:
             query = query.where(TASKS.c.id < before_id)
         with self.db.read() as conn:
-            return [task_from_row(row) for row in conn.execute(query)]
+            return _with_dependencies(conn, [task_from_row(row) for row in conn.execute(query)])
 
     def logs(self, task_id: int) -> builtins.list[TaskLog]:
         with self.db.read() as conn:

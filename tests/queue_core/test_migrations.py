@@ -54,8 +54,7 @@ def _kept(
     columns its revision added, never a row or another column's value."""
     return {
         table: [
-            {column: row[column] for column in (rows[0] if rows else {})}
-            for row in before[table]
+            {column: row[column] for column in (rows[0] if rows else {})} for row in before[table]
         ]
         for table, rows in after.items()
     }

@@ -117,6 +117,7 @@ def test_disabled_scheduler_and_switched_off_jobs(leases_db: Database, clock: Ma
         maintenance_optimize_interval_seconds=0,
         maintenance_purge_interval_seconds=0,
         maintenance_sample_interval_seconds=0,
+        maintenance_schedules_interval_seconds=0,
     )
     assert not MaintenanceScheduler(leases_db, settings=everything_off, clock=clock).enabled
 
@@ -188,9 +189,9 @@ def test_default_jobs_sweep_and_purge(leases_db: Database, backend: str) -> None
     scheduler = MaintenanceScheduler(leases_db)
     names = [job.name for job in scheduler.jobs]
     expected = (
-        ["sweep", "checkpoint", "optimize", "purge", "sample"]
+        ["sweep", "checkpoint", "optimize", "purge", "sample", "schedules"]
         if backend == "sqlite"
-        else ["sweep", "purge", "sample"]
+        else ["sweep", "purge", "sample", "schedules"]
     )
     assert names == expected
     runs = scheduler.run_due()
