@@ -27,6 +27,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
+from queue_core.audit import TaskLogWriter, log_entry
 from queue_core.errors import DependencyNotFound
 from queue_core.settings import DEPENDENCY_CASCADE_MAX_DEPTH
 
@@ -134,7 +135,7 @@ def dependencies_completed(
 
 
 def dependencies_ended(
-    cursor: Any, sql: ModuleType, ended: dict[int, str], now: datetime
+    cursor: Any, sql: ModuleType, logs: TaskLogWriter, ended: dict[int, str], now: datetime
 ) -> dict[int, str]:
     """Cancel, transitively, every waiting dependent of tasks that just ended ``failed`` or
     ``cancelled`` (``ended`` maps their ids to that status). Returns the cancelled ids with
@@ -184,26 +185,20 @@ def dependencies_ended(
                 cancelled[row["id"]] = row["message"]
                 changed.append(row["id"])
         frontier = changed
-    if cancelled:
-        cursor.executemany(
-            sql.dbapi_sql(sql.INSERT_LOG_SQL),
-            [
-                {
-                    "task_id": task_id,
-                    "at_utc": bound,
-                    "level": "WARNING",
-                    "message": "cancelled",
-                    "details": sql.bind_json({"event": "cancelled", "reason": message}),
-                }
-                for task_id, message in cancelled.items()
-            ],
-        )
+    logs.write(
+        cursor,
+        [
+            log_entry(task_id, "cancelled", now, level="WARNING", event="cancelled", reason=message)
+            for task_id, message in cancelled.items()
+        ],
+    )
     return cancelled
 
 
 def after_transitions(
     cursor: Any,
     sql: ModuleType,
+    logs: TaskLogWriter,
     ended: dict[int, str],
     now: datetime,
 ) -> CascadeReport:
@@ -212,7 +207,7 @@ def after_transitions(
     report = CascadeReport()
     completed = [task_id for task_id, status in ended.items() if status == COMPLETED]
     report.ready = dependencies_completed(cursor, sql, completed, now)
-    report.cancelled = dependencies_ended(cursor, sql, ended, now)
+    report.cancelled = dependencies_ended(cursor, sql, logs, ended, now)
     return report
 
 

@@ -51,6 +51,8 @@ RowId = BigInteger().with_variant(Integer(), "sqlite")
 QUEUED = TaskStatus.QUEUED.value
 LEASED = TaskStatus.LEASED.value
 FAILED = TaskStatus.FAILED.value
+# The claim indexes hold these rows only: queued, with every dependency completed.
+CLAIMABLE = f"status = '{QUEUED}' AND pending_deps = 0"
 
 
 class Base(DeclarativeBase):
@@ -126,26 +128,28 @@ class TaskRow(Base):
         CheckConstraint("pending_deps >= 0", name="pending_deps"),
         # One partial index per claim order, over queued rows only: the claim walks it in
         # order and stops after LIMIT rows, whatever the size of the finished history.
+        # Tasks waiting for dependencies (pending_deps > 0) are left out too: a claim never
+        # walks over them, however many wait.
         Index(
             "ix_task_queue_due_fifo",
             "run_after_utc",
             "id",
-            sqlite_where=text(f"status = '{QUEUED}'"),
-            postgresql_where=text(f"status = '{QUEUED}'"),
+            sqlite_where=text(CLAIMABLE),
+            postgresql_where=text(CLAIMABLE),
         ),
         Index(
             "ix_task_queue_due_priority",
             "priority",
             "run_after_utc",
             "id",
-            sqlite_where=text(f"status = '{QUEUED}'"),
-            postgresql_where=text(f"status = '{QUEUED}'"),
+            sqlite_where=text(CLAIMABLE),
+            postgresql_where=text(CLAIMABLE),
         ),
         Index(
             "ix_task_queue_due_weighted",
             "wr_key",
-            sqlite_where=text(f"status = '{QUEUED}' AND wr_key IS NOT NULL"),
-            postgresql_where=text(f"status = '{QUEUED}' AND wr_key IS NOT NULL"),
+            sqlite_where=text(f"{CLAIMABLE} AND wr_key IS NOT NULL"),
+            postgresql_where=text(f"{CLAIMABLE} AND wr_key IS NOT NULL"),
         ),
         # Delayed and backed-off tasks wait here until weighted_random gives them a key.
         Index(

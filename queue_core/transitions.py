@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from queue_core import dependencies
 from queue_core.audit import TaskLogWriter, log_entry
 from queue_core.claims import ClaimedTask, Lease
 from queue_core.dialects import Dialect, GuardedResult, GuardedRow
@@ -226,6 +227,10 @@ def _log(outcome: Outcome, row: GuardedResult, now: datetime) -> dict[str, Any]:
     )
 
 
+# The ends that update a task's dependents.
+_ENDED = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
 def apply_outcomes(
     dialect: Dialect,
     logs: TaskLogWriter,
@@ -241,6 +246,7 @@ def apply_outcomes(
         by_kind.setdefault(_KIND[type(outcome)], []).append(outcome)
     entries: list[dict[str, Any]] = []
     requeued = False
+    ended: dict[int, str] = {}
     for kind, batch in by_kind.items():
         matched = {
             row.task_id: row
@@ -262,7 +268,13 @@ def apply_outcomes(
                 applied.done.append(task_id)
             entries.append(_log(outcome, row, now))
             requeued |= isinstance(outcome, Released) and status is TaskStatus.QUEUED
+            if row.has_dependents and status in _ENDED:
+                ended[task_id] = status.value
     logs.write(cursor, entries)
+    # Tasks that depend on the ones that just ended: counted down or cancelled, in this same
+    # transaction (queue_core/dependencies.py).
+    if ended and dependencies.after_transitions(cursor, dialect.sql, logs, ended, now).ready:
+        requeued = True
     if requeued:
         dialect.notify_new_tasks_raw(cursor)  # a released task is due at once
     return applied
@@ -278,6 +290,7 @@ def apply_recovered(
     """Apply recoveries (same statement shape; ``expire`` re-checks the expiry)."""
     applied = Applied()
     entries: list[dict[str, Any]] = []
+    ended: dict[int, str] = {}
     for expired in (True, False):
         batch = [r for r in recovered if r.expired is expired]
         if not batch:
@@ -305,6 +318,8 @@ def apply_recovered(
             (applied.cancelled if status is TaskStatus.CANCELLED else applied.done).append(
                 r.task_id
             )
+            if row.has_dependents and status in _ENDED:
+                ended[r.task_id] = status.value
             entries.append(
                 log_entry(
                     r.task_id,
@@ -318,6 +333,8 @@ def apply_recovered(
                 )
             )
     logs.write(cursor, entries)
+    if ended:
+        dependencies.after_transitions(cursor, dialect.sql, logs, ended, now)
     return applied
 
 

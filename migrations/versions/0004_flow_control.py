@@ -59,6 +59,26 @@ def _integer_time_checks(table: str, columns: Sequence[str]) -> list[sa.CheckCon
     ]
 
 
+QUEUED = "status = 'queued'"
+CLAIMABLE = "status = 'queued' AND pending_deps = 0"
+# The claim indexes: (name, columns, extra predicate). 0003 narrows them to claimable rows.
+CLAIM_INDEXES = (
+    ("ix_task_queue_due_fifo", ["run_after_utc", "id"], ""),
+    ("ix_task_queue_due_priority", ["priority", "run_after_utc", "id"], ""),
+    ("ix_task_queue_due_weighted", ["wr_key"], " AND wr_key IS NOT NULL"),
+)
+
+
+def _partial(where: str) -> dict[str, sa.TextClause]:
+    return {"sqlite_where": sa.text(where), "postgresql_where": sa.text(where)}
+
+
+def _rebuild_claim_indexes(predicate: str) -> None:
+    for name, columns, extra in CLAIM_INDEXES:
+        op.drop_index(name, table_name="task_queue")
+        op.create_index(name, "task_queue", columns, **_partial(predicate + extra))
+
+
 def upgrade() -> None:
     with op.batch_alter_table("task_queue", recreate="never") as batch:
         batch.add_column(
@@ -73,6 +93,9 @@ def upgrade() -> None:
         op.create_check_constraint(
             op.f("ck_task_queue_pending_deps"), "task_queue", "pending_deps >= 0"
         )
+    # A task waiting for its dependencies is queued but not claimable: the claim indexes
+    # leave it out, so no claim ever walks over waiting tasks.
+    _rebuild_claim_indexes(CLAIMABLE)
 
     op.create_table(
         "task_dependencies",
@@ -163,6 +186,7 @@ def downgrade() -> None:
     op.drop_table("schedules")
     op.drop_index(op.f("ix_task_dependencies_depends_on_id"), table_name="task_dependencies")
     op.drop_table("task_dependencies")
+    _rebuild_claim_indexes(QUEUED)
     if op.get_context().dialect.name == "postgresql":
         op.drop_constraint(op.f("ck_task_queue_pending_deps"), "task_queue", type_="check")
     with op.batch_alter_table("task_queue", recreate="never") as batch:

@@ -61,6 +61,8 @@ class GuardedResult(NamedTuple):
     cancel_requested: bool
     attempts: int
     max_attempts: int
+    has_dependents: bool = False
+    """Some task depends on this one: its end updates them (queue_core/dependencies.py)."""
 
 
 class LogRow(NamedTuple):

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import orjson
 
 from queue_core.claims import ClaimedTask, ClaimRequest
+from queue_core.dialects.flow import FlowStatements, claim_limited
 from queue_core.states import SchedulingStrategy
 
 
@@ -48,16 +49,37 @@ class SqlClaimer:
         self.sql = sql
         self._statement = sql.dbapi_sql(sql.CLAIM_SQL[strategy])
         self._setup = tuple(sql.dbapi_sql(statement) for statement in sql.CLAIM_SETUP_SQL)
+        self._limited_statement = sql.dbapi_sql(sql.CLAIM_LIMITED_SQL[strategy])
+        self._flow = FlowStatements(sql)
         self._sort_key = _SORT_KEYS[strategy]
 
     def claim(self, cursor: Any, request: ClaimRequest, now: datetime) -> list[ClaimedTask]:
         if request.limit < 1 or not request.types:
             return []
+        for setup in self._setup:  # what pins the claim's plan (see CLAIM_SETUP_SQL)
+            cursor.execute(setup)
+        claimed = self._run(cursor, self._statement, request, now)
+        free = request.limit - len(claimed)
+        if free > 0:
+            # Slots left: serve the worker's limited types, if any (dialects/flow.py). Types
+            # without a task_types row never get here while the common claim fills the slots.
+            claimed += claim_limited(
+                cursor,
+                self._flow,
+                request,
+                now,
+                free,
+                lambda one_type: self._run(cursor, self._limited_statement, one_type, now),
+            )
+            claimed.sort(key=self._sort_key)
+        return claimed
+
+    def _run(
+        self, cursor: Any, statement: str, request: ClaimRequest, now: datetime
+    ) -> list[ClaimedTask]:
         sql = self.sql
-        for statement in self._setup:  # what pins the claim's plan (see CLAIM_SETUP_SQL)
-            cursor.execute(statement)
         cursor.execute(
-            self._statement,
+            statement,
             {
                 "worker_id": request.worker_id,
                 "now": sql.bind_time(now),

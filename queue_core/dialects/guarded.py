@@ -56,7 +56,7 @@ class GuardedStatements:
         params["lease_until"] = None if lease_until is None else bind_time(lease_until)
         cursor.execute(self._statements[kind], params)
         return [
-            GuardedResult(row[0], str(row[1]), bool(row[2]), int(row[3]), int(row[4]))
+            GuardedResult(row[0], str(row[1]), bool(row[2]), int(row[3]), int(row[4]), bool(row[5]))
             for row in cursor.fetchall()
         ]
 

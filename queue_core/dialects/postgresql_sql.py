@@ -71,9 +71,9 @@ RETURNED_COLUMNS = """q.id, q.type, q.payload, q.priority, q.attempts, q.max_att
 _CLAIM = """
 WITH picked AS MATERIALIZED (
     SELECT t.id FROM task_queue AS t
-    WHERE t.status = 'queued'
+    WHERE t.status = 'queued' AND t.pending_deps = 0
       AND t.run_after_utc <= :now{extra}
-      AND t.type = ANY(CAST(:types AS text[]))
+      AND t.type = ANY(CAST(:types AS text[])){free}
       AND {capability_match}
     ORDER BY {order}
     LIMIT :limit
@@ -93,9 +93,21 @@ RETURNING {returned}
 """
 
 
-def _claim(order: str, extra: str = "") -> str:
+# Flow control (CONTRACT §9, queue_core/dialects/flow.py). The common claim takes none of the
+# types that have a task_types row (paused or limited): ARRAY(...) is an InitPlan, run once per
+# statement, and on an empty table costs nothing, so types without a limit pay nothing. The
+# limited claim serves one limited type at a time, after flow.py locked the type's row
+# (FOR UPDATE: limited claims of one type run one after the other) and counted what it may take.
+_FREE = "\n      AND t.type <> ALL(ARRAY(SELECT tt.type FROM task_types AS tt))"
+
+
+def _claim(order: str, extra: str = "", free: str = _FREE) -> str:
     return _CLAIM.format(
-        order=order, extra=extra, capability_match=CAPABILITY_MATCH, returned=RETURNED_COLUMNS
+        order=order,
+        extra=extra,
+        free=free,
+        capability_match=CAPABILITY_MATCH,
+        returned=RETURNED_COLUMNS,
     )
 
 
@@ -119,18 +131,40 @@ CLAIM_SETUP_SQL: tuple[str, ...] = (
     " set_config('enable_incremental_sort', 'off', true)",
 )
 
-CLAIM_SQL = {
-    # Oldest due first (ix_task_queue_due_fifo).
-    SchedulingStrategy.FIFO: _claim("t.run_after_utc, t.id"),
-    # Newest due first (ix_task_queue_due_fifo, walked backwards).
-    SchedulingStrategy.LIFO: _claim("t.run_after_utc DESC, t.id DESC"),
-    # Lowest priority value, then oldest due (ix_task_queue_due_priority).
-    SchedulingStrategy.PRIORITY: _claim("t.priority, t.run_after_utc, t.id"),
-    # Smallest race key first (ix_task_queue_due_weighted); see weighted.py.
-    SchedulingStrategy.WEIGHTED_RANDOM: _claim(
-        "t.wr_key", extra="\n      AND t.wr_key IS NOT NULL"
-    ),
-}
+
+def _claims(free: str) -> dict[SchedulingStrategy, str]:
+    return {
+        # Oldest due first (ix_task_queue_due_fifo).
+        SchedulingStrategy.FIFO: _claim("t.run_after_utc, t.id", "", free),
+        # Newest due first (ix_task_queue_due_fifo, walked backwards).
+        SchedulingStrategy.LIFO: _claim("t.run_after_utc DESC, t.id DESC", "", free),
+        # Lowest priority value, then oldest due (ix_task_queue_due_priority).
+        SchedulingStrategy.PRIORITY: _claim("t.priority, t.run_after_utc, t.id", "", free),
+        # Smallest race key first (ix_task_queue_due_weighted); see weighted.py.
+        SchedulingStrategy.WEIGHTED_RANDOM: _claim(
+            "t.wr_key", "\n      AND t.wr_key IS NOT NULL", free
+        ),
+    }
+
+
+CLAIM_SQL = _claims(_FREE)
+CLAIM_LIMITED_SQL = _claims("")
+
+# The worker's types that are limited and not paused: they go through the limited claim.
+LIMITED_TYPES_SQL = """
+SELECT type FROM task_types
+WHERE NOT paused AND type = ANY(CAST(:types AS text[]))
+ORDER BY type
+"""
+
+# A limited type's limits, its row locked until the claim commits: the next claim of the type
+# waits here, then counts what this one leased. Types are locked in name order (no deadlock).
+LOCK_TYPE_SQL = """
+SELECT max_running, rate_count, rate_per_seconds FROM task_types
+WHERE type = :type AND NOT paused
+FOR UPDATE
+"""
+
 
 PROMOTE_SELECT_SQL = """
 SELECT id, priority FROM task_queue
@@ -295,7 +329,7 @@ WHERE q.id = ANY(CAST(:ids AS bigint[]))
   AND q.status = 'leased'
   AND q.locked_by = b.b_worker
   AND q.lease_token = b.b_token{guard}
-RETURNING q.id, q.status, q.cancel_requested, q.attempts, q.max_attempts
+RETURNING q.id, q.status, q.cancel_requested, q.attempts, q.max_attempts, q.has_dependents
 """
 
 GUARDED_SQL = {

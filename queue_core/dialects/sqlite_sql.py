@@ -115,9 +115,9 @@ SET status = 'leased',
     updated_at_utc = :now
 WHERE id IN (
     SELECT t.id FROM task_queue AS t INDEXED BY {index}
-    WHERE t.status = 'queued'
+    WHERE t.status = 'queued' AND t.pending_deps = 0
       AND t.run_after_utc <= :now{extra}
-      AND t.type IN (SELECT value FROM json_each(:types))
+      AND t.type IN ({types})
       AND {capability_match}
     ORDER BY {order}
     LIMIT :limit
@@ -126,11 +126,21 @@ RETURNING {returned}
 """
 
 
-def _claim(index: str, order: str, extra: str = "") -> str:
+# Flow control (CONTRACT §9, queue_core/dialects/flow.py). The common claim takes none of the
+# types that have a task_types row (paused or limited): the subquery runs once per statement,
+# and on an empty table costs nothing, so types without a limit pay nothing for the feature.
+# The limited claim serves one limited type at a time, after flow.py counted what it may take
+# under the write lock BEGIN IMMEDIATE already holds: no other claim can run meanwhile.
+_FREE_TYPES = "SELECT value FROM json_each(:types) WHERE value NOT IN (SELECT type FROM task_types)"
+_ANY_TYPE = "SELECT value FROM json_each(:types)"
+
+
+def _claim(index: str, order: str, extra: str = "", types: str = _FREE_TYPES) -> str:
     return _CLAIM.format(
         index=index,
         order=order,
         extra=extra,
+        types=types,
         capability_match=CAPABILITY_MATCH,
         returned=RETURNED_COLUMNS,
     )
@@ -140,20 +150,44 @@ def _claim(index: str, order: str, extra: str = "") -> str:
 # (postgresql_sql.CLAIM_SETUP_SQL says why PostgreSQL needs a setup statement instead).
 CLAIM_SETUP_SQL: tuple[str, ...] = ()
 
-CLAIM_SQL = {
-    # Oldest due first: due time, then insertion order.
-    SchedulingStrategy.FIFO: _claim("ix_task_queue_due_fifo", "t.run_after_utc, t.id"),
-    # Newest due first: the same index walked backwards from :now.
-    SchedulingStrategy.LIFO: _claim("ix_task_queue_due_fifo", "t.run_after_utc DESC, t.id DESC"),
-    # Lowest priority value, then oldest due.
-    SchedulingStrategy.PRIORITY: _claim(
-        "ix_task_queue_due_priority", "t.priority, t.run_after_utc, t.id"
-    ),
-    # Smallest race key first; see queue_core/dialects/weighted.py for why this is exact.
-    SchedulingStrategy.WEIGHTED_RANDOM: _claim(
-        "ix_task_queue_due_weighted", "t.wr_key", extra="\n      AND t.wr_key IS NOT NULL"
-    ),
-}
+
+def _claims(types: str) -> dict[SchedulingStrategy, str]:
+    return {
+        # Oldest due first: due time, then insertion order.
+        SchedulingStrategy.FIFO: _claim(
+            "ix_task_queue_due_fifo", "t.run_after_utc, t.id", "", types
+        ),
+        # Newest due first: the same index walked backwards from :now.
+        SchedulingStrategy.LIFO: _claim(
+            "ix_task_queue_due_fifo", "t.run_after_utc DESC, t.id DESC", "", types
+        ),
+        # Lowest priority value, then oldest due.
+        SchedulingStrategy.PRIORITY: _claim(
+            "ix_task_queue_due_priority", "t.priority, t.run_after_utc, t.id", "", types
+        ),
+        # Smallest race key first; see queue_core/dialects/weighted.py for why this is exact.
+        SchedulingStrategy.WEIGHTED_RANDOM: _claim(
+            "ix_task_queue_due_weighted", "t.wr_key", "\n      AND t.wr_key IS NOT NULL", types
+        ),
+    }
+
+
+CLAIM_SQL = _claims(_FREE_TYPES)
+CLAIM_LIMITED_SQL = _claims(_ANY_TYPE)
+
+# The worker's types that are limited and not paused: they go through the limited claim.
+LIMITED_TYPES_SQL = """
+SELECT type FROM task_types
+WHERE NOT paused AND type IN (SELECT value FROM json_each(:types))
+ORDER BY type
+"""
+
+# A limited type's limits. BEGIN IMMEDIATE already serialises every claim.
+LOCK_TYPE_SQL = """
+SELECT max_running, rate_count, rate_per_seconds FROM task_types
+WHERE type = :type AND NOT paused
+"""
+
 
 # Due tasks that have no race key yet (delayed, backed off, released, retried).
 PROMOTE_SELECT_SQL = """
@@ -297,7 +331,7 @@ WHERE q.id = b.b_id
   AND q.status = 'leased'
   AND q.locked_by = b.b_worker
   AND q.lease_token = b.b_token{guard}
-RETURNING id, status, cancel_requested, attempts, max_attempts
+RETURNING id, status, cancel_requested, attempts, max_attempts, has_dependents
 """
 
 GUARDED_SQL = {

@@ -90,6 +90,28 @@ class _NewRow:
 _ENDED_BADLY = (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
 
 
+def _dependents_ended(db: Database, conn: Connection, ended: dict[int, str], now: datetime) -> None:
+    """Cancel the dependents of tasks that just ended badly, in the caller's transaction."""
+    cursor = conn.connection.cursor()
+    try:
+        dependencies.dependencies_ended(cursor, db.dialect.sql, db.log_writer, ended, now)
+    finally:
+        cursor.close()
+
+
+def _unfinished_dependencies(task_id: int) -> Any:
+    dep = TASKS.alias("dep")
+    return (
+        select(func.count())
+        .select_from(DEPENDENCIES.join(dep, dep.c.id == DEPENDENCIES.c.depends_on_id))
+        .where(
+            DEPENDENCIES.c.task_id == task_id,
+            dep.c.status != TaskStatus.COMPLETED.value,
+        )
+        .scalar_subquery()
+    )
+
+
 def _with_dependencies(conn: Connection, tasks: builtins.list[Task]) -> builtins.list[Task]:
     """Fill in ``depends_on`` (one indexed read for the whole list)."""
     if not tasks:
@@ -229,7 +251,9 @@ class TaskRepository:
         dependencies.insert_edges(cursor, sql, task_id, depends_on)
         self._log_writer.write(cursor, [self._enqueued_log(result.task, row.now)])
         ended = {dep: status for dep, status in statuses.items() if status in _ENDED_BADLY}
-        if ended and task_id in dependencies.dependencies_ended(cursor, sql, ended, row.now):
+        if ended and task_id in dependencies.dependencies_ended(
+            cursor, sql, self._log_writer, ended, row.now
+        ):
             cursor.execute(self._by_id_sql, {"id": task_id})
             task = self._task_from_raw(cursor.fetchone(), depends_on)
             return EnqueueResult(task, created=True)
@@ -407,6 +431,8 @@ class TaskRepository:
                 self._write_logs(
                     conn, [log_entry(task_id, "cancelled", now, event="cancelled", actor=actor)]
                 )
+                if row.has_dependents:
+                    _dependents_ended(self.db, conn, {task_id: TaskStatus.CANCELLED.value}, now)
                 return CancelResult(task_from_row(row), immediate=True)
             row = conn.execute(
                 update(TASKS)
@@ -456,6 +482,8 @@ class TaskRepository:
                     result=None,
                     updated_at_utc=now,
                     wr_key=None,
+                    # A dependent waits again for whichever dependencies are not completed.
+                    pending_deps=_unfinished_dependencies(task_id),
                 )
                 .returning(*TASKS.c)
             ).first()

@@ -22,8 +22,10 @@ from queue_core.dialects import postgresql_sql, sqlite_sql
 from queue_core.states import SchedulingStrategy
 
 ROWS = 20_000
-STATEMENTS = {
+STATEMENTS: dict[str, Any] = {
     **{f"claim {s.value}": s for s in SchedulingStrategy},
+    # The claim of a limited type (dialects/flow.py): the same seek, on one type.
+    **{f"claim limited {s.value}": ("CLAIM_LIMITED_SQL", s) for s in SchedulingStrategy},
     "promote": "PROMOTE_SELECT_SQL",
     "expired": "EXPIRED_SELECT_SQL",
     "held_by": "HELD_BY_SELECT_SQL",
@@ -34,18 +36,22 @@ def _sql(module: Any, name: str) -> str:
     which = STATEMENTS[name]
     if isinstance(which, SchedulingStrategy):
         return str(module.CLAIM_SQL[which])
+    if isinstance(which, tuple):
+        return str(getattr(module, which[0])[which[1]])
     return str(getattr(module, which))
 
 
 def _load(db: Database) -> None:
-    """~20,000 rows: most queued and due, some delayed, some leased, the rest finished."""
+    """~20,000 rows: most queued and due, some delayed, some leased, the rest finished; one
+    queued task in seven waits for a dependency, and type c has a limit."""
     now = utcnow()
     if db.dialect.name == "sqlite":
         now_us = int(now.timestamp() * 1_000_000)
         fill = f"""
         WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {ROWS})
         INSERT INTO task_queue (type, priority, payload, compatibility, status, attempts,
-            run_after_utc, lease_until_utc, locked_by, wr_key, created_at_utc, updated_at_utc)
+            run_after_utc, lease_until_utc, locked_by, wr_key, created_at_utc, updated_at_utc,
+            pending_deps)
         SELECT CASE n % 3 WHEN 0 THEN 'a' WHEN 1 THEN 'b' ELSE 'c' END,
             1 + n % 1000, '{{}}', CASE WHEN n % 10 = 0 THEN '{{"gpu": true}}' ELSE '{{}}' END,
             CASE WHEN n % 20 = 1 THEN 'leased' WHEN n % 20 = 2 THEN 'completed'
@@ -55,13 +61,15 @@ def _load(db: Database) -> None:
             CASE WHEN n % 20 = 1 THEN {now_us} + (n % 2) * 60000000 - 30000000 END,
             CASE WHEN n % 20 = 1 THEN 'w' || (n % 5) END,
             CASE WHEN n % 20 = 3 THEN NULL ELSE n * 0.5 END,
-            {now_us}, {now_us}
+            {now_us}, {now_us},
+            CASE WHEN n % 7 = 0 AND n % 20 > 2 THEN 1 ELSE 0 END
         FROM g
         """
     else:
         fill = f"""
         INSERT INTO task_queue (type, priority, payload, compatibility, status, attempts,
-            run_after_utc, lease_until_utc, locked_by, wr_key, created_at_utc, updated_at_utc)
+            run_after_utc, lease_until_utc, locked_by, wr_key, created_at_utc, updated_at_utc,
+            pending_deps)
         SELECT CASE n % 3 WHEN 0 THEN 'a' WHEN 1 THEN 'b' ELSE 'c' END,
             1 + n % 1000, '{{}}',
             (CASE WHEN n % 10 = 0 THEN '{{"gpu": true}}' ELSE '{{}}' END)::jsonb,
@@ -73,11 +81,13 @@ def _load(db: Database) -> None:
             CASE WHEN n % 20 = 1 THEN now() + (n % 2) * interval '60 s' - interval '30 s' END,
             CASE WHEN n % 20 = 1 THEN 'w' || (n % 5) END,
             CASE WHEN n % 20 = 3 THEN NULL ELSE n * 0.5 END,
-            now(), now()
+            now(), now(),
+            CASE WHEN n % 7 = 0 AND n % 20 > 2 THEN 1 ELSE 0 END
         FROM generate_series(1, {ROWS}) AS n
         """
     with db.write() as conn:
         conn.execute(text(fill))
+        conn.execute(text("INSERT INTO task_types (type, max_running) VALUES ('c', 2)"))
         conn.execute(text("ANALYZE task_queue" if db.dialect.name == "postgresql" else "ANALYZE"))
 
 
