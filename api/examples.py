@@ -34,6 +34,8 @@ TASK_EXAMPLE: dict[str, Any] = {
     "error_message": None,
     "result": None,
     "timeout_seconds": None,
+    "depends_on": [],
+    "schedule": None,
 }
 
 CANCELLED_TASK_EXAMPLE: dict[str, Any] = {

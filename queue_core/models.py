@@ -125,7 +125,6 @@ class TaskRow(Base):
         CheckConstraint(f"priority BETWEEN {PRIORITY_MIN} AND {PRIORITY_MAX}", name="priority"),
         CheckConstraint("attempts >= 0", name="attempts"),
         CheckConstraint("max_attempts >= 1", name="max_attempts"),
-        CheckConstraint("pending_deps >= 0", name="pending_deps"),
         # One partial index per claim order, over queued rows only: the claim walks it in
         # order and stops after LIMIT rows, whatever the size of the finished history.
         # Tasks waiting for dependencies (pending_deps > 0) are left out too: a claim never

@@ -17,10 +17,13 @@ Create Date: 2026-12-03
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -34,10 +37,25 @@ NAME_LENGTH = 200
 TYPE_LENGTH = 200
 
 
-def _now() -> sa.TextClause:
-    if op.get_context().dialect.name == "postgresql":
-        return sa.text("now()")
-    return sa.text("(CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER))")
+class _utc_now(FunctionElement[object]):
+    """The database's "now" in the storage of a UTC instant (frozen copy of
+    ``queue_core.types.utc_now_default``)."""
+
+    inherit_cache = True
+
+
+@compiles(_utc_now, "postgresql")
+def _now_postgresql(element: _utc_now, compiler: Any, **kw: Any) -> str:
+    return "now()"
+
+
+@compiles(_utc_now, "sqlite")
+def _now_sqlite(element: _utc_now, compiler: Any, **kw: Any) -> str:
+    return "(CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER))"
+
+
+def _now() -> _utc_now:
+    return _utc_now()
 
 
 def _time(name: str, nullable: bool = False, default: bool = True) -> sa.Column[object]:
@@ -88,11 +106,6 @@ def upgrade() -> None:
             sa.Column("has_dependents", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch.add_column(sa.Column("schedule", sa.String(length=NAME_LENGTH), nullable=True))
-    if op.get_context().dialect.name == "postgresql":
-        # SQLite cannot add a CHECK to an existing table without rebuilding it (and its views).
-        op.create_check_constraint(
-            op.f("ck_task_queue_pending_deps"), "task_queue", "pending_deps >= 0"
-        )
     # A task waiting for its dependencies is queued but not claimable: the claim indexes
     # leave it out, so no claim ever walks over waiting tasks.
     _rebuild_claim_indexes(CLAIMABLE)
@@ -187,8 +200,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_task_dependencies_depends_on_id"), table_name="task_dependencies")
     op.drop_table("task_dependencies")
     _rebuild_claim_indexes(QUEUED)
-    if op.get_context().dialect.name == "postgresql":
-        op.drop_constraint(op.f("ck_task_queue_pending_deps"), "task_queue", type_="check")
     with op.batch_alter_table("task_queue", recreate="never") as batch:
         batch.drop_column("schedule")
         batch.drop_column("has_dependents")

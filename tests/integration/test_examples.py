@@ -248,3 +248,28 @@ def test_the_rollback_script_runs_queued_runs_in_memory(
 def _no_stray_registry(tmp_path: Path) -> Iterator[None]:
     yield
     assert not (ROOT / "runs.json").exists(), "an example wrote runs.json into the repository"
+
+
+def test_pipeline_example_runs_each_step_after_the_one_it_depends_on(db: Database) -> None:
+    from examples.pipeline import SCRIPTS_PER_IDEA, run_pipeline
+
+    ids = run_pipeline(db, ["space elevators", "tidal power"])
+    tasks = TaskRepository(db)
+    by_id = {t.task_id: t for t in tasks.list(limit=1000)}
+    assert all(t.status is TaskStatus.COMPLETED for t in by_id.values()), [
+        (t.task_id, t.type, t.status, t.error_message) for t in by_id.values()
+    ]
+    assert len(ids["script"]) == len(ids["audio"]) == 2 * SCRIPTS_PER_IDEA
+    for task in by_id.values():
+        for dependency in task.depends_on:
+            before = by_id[dependency]
+            assert before.finished_at_utc is not None
+            assert task.processing_started_utc is not None
+            assert before.finished_at_utc <= task.processing_started_utc, (dependency, task)
+    publish = by_id[ids["publish"]]
+    assert publish.depends_on == sorted(ids["audio"])
+    assert publish.result == {"published": ["space elevators", "tidal power"]}
+    assert by_id[ids["audio"][0]].result == {
+        "audio": "space elevators-1.wav",
+        "style": "calm",
+    }

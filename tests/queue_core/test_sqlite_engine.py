@@ -24,8 +24,10 @@ from queue_core.errors import UnsupportedDatabase
 from queue_core.models import TIME_COLUMNS
 from queue_core.repositories import (
     LeaseRepository,
+    ScheduleRepository,
     TaskLogRepository,
     TaskRepository,
+    TypeRepository,
     WorkerRepository,
 )
 from queue_core.schemas import TaskCreate
@@ -229,6 +231,14 @@ def _full_lifecycle(db: Database) -> None:
     TaskLogRepository(db, clock).add(sixth.task_id, "a note", level="DEBUG", extra=1)
     workers.heartbeat("w")
     workers.stop("w")
+    # Flow control's tables: a schedule that ran, a rate-limited type and one of its claims.
+    schedules = ScheduleRepository(db, clock)
+    schedules.add(name="s", type="t.s", cron="* * * * *")
+    clock.advance(120)
+    schedules.enqueue_due()
+    TypeRepository(db, clock).set_limits("t.r", rate={"count": 5, "per_seconds": 60})
+    tasks.enqueue(type="t.r")
+    leases.claim("w", ["t.r"])
     with db.write() as conn:
         conn.execute(text("INSERT INTO task_queue (type) VALUES ('raw')"))
         conn.execute(text("INSERT INTO workers (worker_id) VALUES ('raw')"))
