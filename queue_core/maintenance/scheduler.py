@@ -247,7 +247,9 @@ def _sample(db: Database, clock: Clock) -> Callable[[JobContext], JobResult]:
 
     def run(_context: JobContext) -> JobResult:
         sample = samples.record_sample()
-        return JobResult(f"{sample.queued} queued ({sample.due} due), {sample.leased} leased")
+        return JobResult(
+            f"{sample.queued} queued ({sample.due} due), {sample.leased} leased", routine=True
+        )
 
     return run
 

@@ -315,11 +315,13 @@ class TaskRepository:
     def _task_from_raw(self, row: Sequence[Any], depends_on: Sequence[int] = ()) -> Task:
         """A task from a row of TASK_COLUMNS read on the raw connection."""
         sql = self._raw.sql
-        return task_from_row(
+        task = task_from_row(
             dict(zip(self._task_columns, row, strict=True)),
             read_time=sql.read_time,
             read_json=sql.read_json,
         )
+        task.depends_on = sorted(depends_on)
+        return task
 
     @staticmethod
     def _enqueued_log(task: Task, now: datetime) -> dict[str, Any]:

@@ -9,8 +9,8 @@ Self-contained: the column types are frozen here (a UTC instant is epoch microse
 BIGINT on SQLite, ``timestamptz`` on PostgreSQL; JSON documents are TEXT on SQLite and
 ``json`` on PostgreSQL), so later changes to ``queue_core.types`` cannot change this revision.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03
 """
 
@@ -25,8 +25,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -79,7 +79,7 @@ def _integer_time_checks(table: str, columns: Sequence[str]) -> list[sa.CheckCon
 
 QUEUED = "status = 'queued'"
 CLAIMABLE = "status = 'queued' AND pending_deps = 0"
-# The claim indexes: (name, columns, extra predicate). 0003 narrows them to claimable rows.
+# The claim indexes: (name, columns, extra predicate). 0005 narrows them to claimable rows.
 CLAIM_INDEXES = (
     ("ix_task_queue_due_fifo", ["run_after_utc", "id"], ""),
     ("ix_task_queue_due_priority", ["priority", "run_after_utc", "id"], ""),
