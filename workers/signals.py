@@ -24,6 +24,14 @@ def stop_signals() -> list[signal.Signals]:
     return signals
 
 
+def signal_name(signum: int) -> str:
+    """``SIGINT`` rather than ``2``: numbers differ between systems, names do not."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 

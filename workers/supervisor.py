@@ -27,6 +27,7 @@ from workers.defaults import FINAL_RECORD_SECONDS, IMMEDIATE_RECORD_SECONDS
 from workers.executor import Executor
 from workers.health import DatabaseHealth
 from workers.housekeeping import Housekeeping
+from workers.signals import signal_name
 
 
 class Supervisor:
@@ -145,7 +146,7 @@ class Supervisor:
     def _notice_stop(self, now: float, executor: Executor) -> None:
         if not self.draining:
             if self.stop_requested:
-                reason = f"signal {self._signals[0]}" if self._signals else "a stop request"
+                reason = signal_name(self._signals[0]) if self._signals else "a stop request"
                 self.log.info(
                     "stopping on %s: no new claims; waiting up to %g s for %d running task(s)",
                     reason,

@@ -155,7 +155,7 @@ def test_signals_finish_short_tasks_release_the_rest_and_a_second_one_stops_at_o
         hasty.signal_stop()
     else:
         hasty.proc.send_signal(signal.SIGINT)  # Ctrl+C
-    wait_until(lambda: "stopping on signal" in hasty.output(), what="the first signal")
+    wait_until(lambda: "stopping on SIG" in hasty.output(), what="the first signal")
     hasty.signal_stop()  # the second signal: stop now, whatever the grace period says
     assert hasty.wait(30) == 0, hasty.output()
     assert "stopping at once" in hasty.output()
