@@ -191,7 +191,9 @@ def _serve_with_worker(
             watcher.stopping.set()
             _stop_worker(worker)
     if watcher.failed_code is not None:
-        raise click.exceptions.Exit(watcher.failed_code)
+        error = click.ClickException("the worker could not start (its error is above)")
+        error.exit_code = watcher.failed_code
+        raise error
 
 
 def dashboard_url(host: str, port: int) -> str:
@@ -265,7 +267,7 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
                 worker.kill()
                 worker.wait()
     # The worker logs `worker stopped` itself; only an unusual end is worth a line here.
-    if worker.returncode != 0:
+    if worker.returncode not in (0, EXIT_USAGE):
         click.echo(f"the worker (pid {worker.pid}) exited with code {worker.returncode}", err=True)
 
 
@@ -284,9 +286,8 @@ class _WorkerWatcher(threading.Thread):
         code = self.worker.wait()
         if self.stopping.is_set():
             return
-        if code == EXIT_USAGE:
+        if code == EXIT_USAGE:  # it printed why; `up` stops and exits with its code
             self.failed_code = code
-            click.echo("error: the worker could not start; stopping", err=True)
             self.server.should_exit = True
             return
         click.echo(

@@ -227,3 +227,23 @@ def test_ctrl_c_gives_running_tasks_the_grace_period(tmp_path: Path) -> None:
     assert task.result == {"slept": task.result["slept"], "finished": True}
     assert "stopping at once" not in server.output()
     assert server.output().count("worker stopped") == 1, server.output()
+
+
+def test_up_with_a_module_that_does_not_import_stops_with_exit_2(tmp_path: Path) -> None:
+    """Item 14: a bad --import is the worker's one-line error, and `up` ends with its code."""
+    done = subprocess.run(
+        [
+            *cli_command("up", "--import", "no_such_module_here", "--port", str(free_port())),
+            *("--database-url", sqlite_url_for(tmp_path / "q.db")),
+        ],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2, done.stderr
+    assert "cannot import 'no_such_module_here'" in errors[0]
+    assert "Traceback" not in done.stderr
