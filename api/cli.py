@@ -47,6 +47,12 @@ class BindRefused(click.UsageError):
     exit_code = EXIT_USAGE
 
 
+class WorkerDidNotStart(click.ClickException):
+    """The worker refused its command line (a bad --import): bad usage, as for the worker."""
+
+    exit_code = EXIT_USAGE
+
+
 def is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -191,9 +197,7 @@ def _serve_with_worker(
             watcher.stopping.set()
             _stop_worker(worker)
     if watcher.failed_code is not None:
-        error = click.ClickException("the worker could not start (its error is above)")
-        error.exit_code = watcher.failed_code
-        raise error
+        raise WorkerDidNotStart("the worker could not start (its error is above)")
 
 
 def dashboard_url(host: str, port: int) -> str:
