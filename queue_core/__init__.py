@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         QueueError,
         SchemaMissing,
         TaskNotFound,
+        TaskWaitTimeout,
     )
     from queue_core.repositories import (
         LeaseRepository,
@@ -45,6 +46,7 @@ _HOME = {
     "QueueError": "queue_core.errors",
     "SchemaMissing": "queue_core.errors",
     "TaskNotFound": "queue_core.errors",
+    "TaskWaitTimeout": "queue_core.errors",
     "LeaseRepository": "queue_core.repositories",
     "TaskLogRepository": "queue_core.repositories",
     "TaskRepository": "queue_core.repositories",
@@ -80,6 +82,7 @@ __all__ = [
     "TaskNotFound",
     "TaskRepository",
     "TaskStatus",
+    "TaskWaitTimeout",
     "WorkerInfo",
     "WorkerRepository",
 ]

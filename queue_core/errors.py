@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class QueueError(Exception):
     """Base class of every error the queue raises on purpose."""
@@ -33,6 +35,18 @@ class IdempotencyConflict(QueueError):
         )
         self.key = key
         self.task_id = task_id
+
+
+class TaskWaitTimeout(TimeoutError):
+    """TaskRepository.wait reached its deadline before the task was terminal (CONTRACT §9).
+
+    A TimeoutError, as the contract says; ``task`` is the task as it was last read.
+    """
+
+    def __init__(self, task: Any, timeout: float) -> None:
+        super().__init__(f"task {task.task_id} is still {task.status.value} after {timeout:g} s")
+        self.task = task
+        self.timeout = timeout
 
 
 class LeaseLost(QueueError):

@@ -59,6 +59,11 @@ RENEW_FRACTION = 1 / 3  # renew when a third of the lease has passed: two renewa
 HEARTBEAT_SECONDS_DEFAULT = 5.0
 WORKER_STALE_AFTER_SECONDS = 30.0
 POLL_INTERVAL_DEFAULT = 0.5
+# TaskRepository.wait reads the task once per this interval, never faster than a worker polls
+# (CONTRACT §9): a 10-second wait is about 20 short reads, each on a connection held only for it.
+WAIT_POLL_INTERVAL_SECONDS = POLL_INTERVAL_DEFAULT
+WAIT_REST_MAX_SECONDS = 60.0  # GET /api/queue/tasks/{id}?wait= (CONTRACT §8)
+WAIT_CLI_MAX_SECONDS = 10 * 365 * 86_400.0  # `tasks wait --timeout`: past it is a typo
 IDLE_BACKOFF_MIN_SECONDS = 0.001
 CONCURRENCY_DEFAULT = 1
 SHUTDOWN_GRACE_SECONDS_DEFAULT = 30.0

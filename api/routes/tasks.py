@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, Security
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BeforeValidator, Field
 
 from api.deps import Tasks
@@ -21,12 +22,14 @@ from api.limits import LimitedJSONRoute
 from api.models import TaskBatch, TaskBatchCreate
 from api.responses import json_model
 from api.security import bearer_scheme
+from queue_core.errors import TaskWaitTimeout
 from queue_core.schemas import Task, TaskCreate, TaskLog
 from queue_core.settings import (
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
     TYPE_MAX_LENGTH,
     TYPE_PATTERN,
+    WAIT_REST_MAX_SECONDS,
 )
 from queue_core.states import TaskStatus
 
@@ -194,11 +197,32 @@ def list_tasks(
 @router.get(
     "/tasks/{task_id:int}",
     response_model=Task,
-    summary="Get a task",
+    summary="Get a task (optionally waiting until it is finished)",
     responses={200: {"content": json_example(TASK_EXAMPLE)}, **error_responses(404)},
 )
-def get_task(task_id: TaskId, tasks: Tasks) -> Response:
-    return json_model(tasks.get(task_id))
+async def get_task(
+    task_id: TaskId,
+    tasks: Tasks,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=WAIT_REST_MAX_SECONDS,
+            description="Wait up to this many seconds for the task to be completed, failed or "
+            "cancelled: the answer comes as soon as it is, or at the deadline with the task "
+            "as it is then (check `status`).",
+        ),
+    ] = None,
+) -> Response:
+    """With `wait`, a long poll: the server re-reads the task once per poll interval and holds
+    neither a database connection nor a thread in between."""
+    if not wait:
+        return json_model(await run_in_threadpool(tasks.get, task_id))
+    try:
+        task = await tasks.wait_async(task_id, wait)
+    except TaskWaitTimeout as exc:
+        task = exc.task
+    return json_model(task)
 
 
 @router.post(

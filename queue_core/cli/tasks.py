@@ -1,14 +1,16 @@
-"""`prismq-queue enqueue`, `tasks show|list|logs|cancel|retry` and `stats`."""
+"""`prismq-queue enqueue`, `tasks show|list|logs|wait|cancel|retry` and `stats`."""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import datetime, timedelta
 
 import click
 
 from queue_core.cli.options import (
+    EXIT_FAILURE,
     GreedyOption,
     database_option,
     echo_json,
@@ -17,9 +19,10 @@ from queue_core.cli.options import (
     parse_json_object,
 )
 from queue_core.clock import utcnow
+from queue_core.errors import TaskWaitTimeout
 from queue_core.repositories import TaskRepository
 from queue_core.schemas import Task, TaskCreate
-from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, WAIT_CLI_MAX_SECONDS
 from queue_core.states import TaskStatus
 
 
@@ -191,6 +194,33 @@ def logs(task_id: int, as_json: bool, database_url: str | None) -> None:
             f"{entry.at_utc.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}  {entry.level:<7}  "
             f"{entry.message}{details}"
         )
+
+
+@tasks_group.command("wait")
+@click.argument("task_id", type=int)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, max=WAIT_CLI_MAX_SECONDS),
+    default=None,
+    metavar="S",
+    help="Give up after S seconds (exit 1). Default: wait as long as it takes.",
+)
+@database_option
+def wait(task_id: int, timeout: float | None, database_url: str | None) -> None:
+    """Block until the task is completed, failed or cancelled, and print it.
+
+    Exit 0 when it completed; 1 when it failed, was cancelled, or the timeout passed (the task
+    is printed as it was then, with one line on stderr).
+    """
+    with open_db(database_url) as db:
+        try:
+            task = TaskRepository(db).wait(task_id, timeout)
+        except TaskWaitTimeout as exc:
+            echo_json(exc.task)
+            raise click.ClickException(str(exc)) from None
+    echo_json(task)
+    if task.status is not TaskStatus.COMPLETED:
+        sys.exit(EXIT_FAILURE)  # (click.exceptions.Exit is swallowed outside standalone mode)
 
 
 @tasks_group.command("cancel")

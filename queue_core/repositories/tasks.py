@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +21,7 @@ from queue_core.clock import Clock, ensure_utc, utcnow
 from queue_core.database import Database
 from queue_core.dialects import LogRow
 from queue_core.dialects.weighted import race_weight
-from queue_core.errors import IdempotencyConflict, InvalidTransition, TaskNotFound
+from queue_core.errors import IdempotencyConflict, InvalidTransition, TaskNotFound, TaskWaitTimeout
 from queue_core.repositories._common import (
     DEPENDENCIES,
     LOGS,
@@ -29,7 +31,7 @@ from queue_core.repositories._common import (
     task_from_row,
 )
 from queue_core.schemas import QueueStats, Task, TaskCreate, TaskLog
-from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, WAIT_POLL_INTERVAL_SECONDS
 from queue_core.states import RETRYABLE_STATES, TaskStatus
 from queue_core.validation import encode_document, json_equal
 
@@ -343,6 +345,58 @@ class TaskRepository:
         if row is None:
             raise TaskNotFound(task_id)
         return _with_dependencies(conn, [task_from_row(row)])[0]
+
+    # --- wait ---
+
+    def wait(
+        self,
+        task_id: int,
+        timeout: float | None = None,
+        *,
+        poll_interval: float = WAIT_POLL_INTERVAL_SECONDS,
+    ) -> Task:
+        """Block until the task is completed, failed or cancelled, and return it (CONTRACT §9).
+
+        Raises TaskNotFound at once for an unknown id, and :class:`TaskWaitTimeout` (a
+        ``TimeoutError`` carrying the task as last read) when ``timeout`` seconds pass first.
+        The task is read once per ``poll_interval`` (the worker's default poll interval), each
+        read on a connection held only for it: no busy loop, nothing held while it sleeps.
+        """
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            task = self.get(task_id)
+            if task.is_terminal:
+                return task
+            time.sleep(self._next_pause(task, deadline, timeout, poll_interval))
+
+    async def wait_async(
+        self,
+        task_id: int,
+        timeout: float | None = None,
+        *,
+        poll_interval: float = WAIT_POLL_INTERVAL_SECONDS,
+    ) -> Task:
+        """:meth:`wait` for an event loop: between reads it awaits ``asyncio.sleep``, holding
+        neither a thread nor a database connection; each read runs briefly in a thread."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            task = await asyncio.to_thread(self.get, task_id)
+            if task.is_terminal:
+                return task
+            await asyncio.sleep(self._next_pause(task, deadline, timeout, poll_interval))
+
+    @staticmethod
+    def _next_pause(
+        task: Task, deadline: float | None, timeout: float | None, poll_interval: float
+    ) -> float:
+        """How long to sleep before reading ``task`` again; TaskWaitTimeout past the deadline."""
+        if deadline is None:
+            return poll_interval
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            assert timeout is not None
+            raise TaskWaitTimeout(task, timeout)
+        return min(poll_interval, remaining)
 
     def list(
         self,
