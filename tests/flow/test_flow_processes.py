@@ -130,6 +130,8 @@ def test_three_workers_one_task_per_due_time_and_code_schedules(
             name="every-minute", type="flow.tick", cron="* * * * *", catch_up="all"
         )
     procs = [workers.start(*FLOW, "--concurrency", "2") for _ in range(3)]
+    for proc in procs:  # signal handlers are in place once a worker has started
+        proc.wait_ready()
     with Database(db_url) as db:
         tasks = TaskRepository(db)
         wait_until(lambda: len(workers.events("tick")) >= 30, timeout=90, what="30 scheduled ticks")
@@ -181,6 +183,8 @@ def test_rate_never_exceeded_in_any_window(workers: Workers, db_url: str) -> Non
         procs = [
             workers.start(*FLOW, "--concurrency", "2", "--poll-interval", "0.05") for _ in range(3)
         ]
+        for proc in procs:
+            proc.wait_ready()
         tasks = TaskRepository(db)
         wait_until(
             lambda: tasks.stats().completed_tasks == len(created), timeout=120, what="all done"
