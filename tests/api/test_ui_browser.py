@@ -248,3 +248,15 @@ def test_every_page_renders_in_the_browser_and_runs_no_injected_script(
     page.goto(f"{server.base_url}/ui/tasks/{evil}")
     assert evil_type in page.inner_text("h1")  # shown as text
     assert XSS_PAYLOAD in page.inner_text("#error-message")
+
+
+def test_the_overview_refresh_goes_to_sign_in_once_the_session_ends(
+    page: Any, server: Server, sqlite_url: str
+) -> None:
+    """The overview refreshes itself with htmx; when the session ends on the server, that
+    XHR gets 401 with HX-Redirect, and the browser lands on the sign-in form."""
+    sign_in(page, server)
+    with Database(sqlite_url) as db, db.write() as conn:
+        conn.execute(text("DELETE FROM dashboard_sessions"))
+    page.wait_for_url(f"{server.base_url}/ui/login", timeout=TIMEOUT_MS)
+    assert page.locator("h1").inner_text() == "Sign in"
