@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.security import is_ui_path
+from api.ui import flow as _flow  # noqa: F401 - registers the schedules and types pages
 from api.ui.counts import OverviewCounts
 from api.ui.routes import EXCEPTION_HANDLERS, STATIC_DIR, router
 from api.ui.session import UI_PREFIX, UiAuth

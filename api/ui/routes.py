@@ -351,7 +351,7 @@ def task_detail(request: Request, user: User, task_id: TaskId, done: str | None 
         "task.html",
         task=task,
         logs=logs,
-        depends_on=getattr(task, "depends_on", None),
+        depends_on=task.depends_on,
         can_cancel=task.status not in TERMINAL_STATES and not task.cancel_requested,
         can_retry=task.status in RETRYABLE_STATES,
         notice=_notice(done, task_id),

@@ -239,6 +239,8 @@ def test_every_page_renders_in_the_browser_and_runs_no_injected_script(
         (f"/ui/tasks/{evil}", f"Task #{evil}"),
         ("/ui/dead", "Dead letters"),
         ("/ui/workers", "Workers"),
+        ("/ui/schedules", "Schedules"),
+        ("/ui/types", "Types"),
     ):
         page.goto(f"{server.base_url}{path}")
         assert page.locator("h1").inner_text().startswith(heading), path
