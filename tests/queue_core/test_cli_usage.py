@@ -119,6 +119,8 @@ READ_ONLY = [
     ["workers", "list"],
     ["db", "current"],
     ["maintenance", "status"],
+    ["schedules", "list"],
+    ["types", "list"],
 ]
 
 
