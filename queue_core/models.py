@@ -171,7 +171,6 @@ class TaskRow(Base):
             sqlite_where=text("idempotency_key IS NOT NULL"),
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
-        Index("ix_task_queue_status_type", "status", "type"),
         # The dead-letter list, newest first, however rare failures are in a long history.
         Index(
             "ix_task_queue_failed",

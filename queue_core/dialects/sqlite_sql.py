@@ -8,7 +8,7 @@ Why they are shaped this way:
   atomic statement that claims a whole batch (RETURNING needs SQLite 3.35; ``UPDATE ... LIMIT``
   is a compile-time option Windows builds may lack, so it is not used).
 * ``INDEXED BY`` pins the partial index that holds the strategy's order, so the planner cannot
-  trade it for ``ix_task_queue_status_type`` plus a sort of every queued row. The claim then
+  trade it for another index (or a scan) plus a sort of every queued row. The claim then
   reads index entries in order and stops after ``:limit`` matches.
 * Types arrive as one JSON array (``json_each``) so the statement text, and SQLAlchemy's
   compiled cache entry, is the same whatever the number of types.

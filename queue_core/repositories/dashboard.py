@@ -16,6 +16,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     CompoundSelect,
@@ -101,17 +102,30 @@ class DashboardRepository:
         return [MinuteCount(edges[i], int(counts.get(i, 0))) for i in range(minutes)]
 
     def counts(self, statuses: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
-        """Tasks per type and state (only ``statuses`` when given: a range of
-        ``ix_task_queue_status_type`` each, so the live states cost what they hold)."""
-        query = select(TASKS.c.type, TASKS.c.status, func.count()).group_by(
-            TASKS.c.type, TASKS.c.status
-        )
-        if statuses is not None:
-            query = query.where(TASKS.c.status.in_(list(statuses)))
+        """Tasks per type and state. With ``statuses``: one count per state, each walking the
+        partial index that holds that state where there is one (queued: the claim indexes,
+        leased: ix_task_queue_lease_until, failed: ix_task_queue_failed), so the live states
+        cost what they hold."""
+        if statuses is None:
+            query: Any = select(TASKS.c.type, TASKS.c.status, func.count()).group_by(
+                TASKS.c.type, TASKS.c.status
+            )
+        else:
+            if not statuses:
+                return {}
+            query = union_all(
+                *(
+                    select(TASKS.c.type, literal(status).label("status"), func.count())
+                    .where(TASKS.c.status == status)
+                    .group_by(TASKS.c.type)
+                    for status in statuses
+                )
+            )
         by_type: dict[str, dict[str, int]] = {}
         with self.db.read() as conn:
             for task_type, status, count in conn.execute(query):
-                by_type.setdefault(task_type, {})[status] = int(count)
+                if count:
+                    by_type.setdefault(task_type, {})[status] = int(count)
         return by_type
 
     def oldest_due_age_seconds(self) -> float | None:

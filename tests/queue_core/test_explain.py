@@ -9,6 +9,7 @@ a prepared statement falls back to (psycopg prepares a statement after a few exe
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -220,8 +221,21 @@ CLAIM_INDEX = {
 }
 
 
+@pytest.fixture
+def lure_index(db: Database) -> Iterator[None]:
+    """Revision 0005 dropped the (status, type) index that lured the planner; an index like it
+    (an operator's, or a future one) must not be able to do it again."""
+    with db.write() as conn:
+        conn.execute(text("CREATE INDEX ix_lure_status_type ON task_queue (status, type)"))
+    try:
+        yield
+    finally:
+        with db.write() as conn:
+            conn.execute(text("DROP INDEX ix_lure_status_type"))
+
+
 def test_postgresql_claim_walks_its_index_when_the_statistics_say_the_queue_is_empty(
-    db: Database,
+    db: Database, lure_index: None
 ) -> None:
     """Issue 11 F: the state a held-open transaction leaves. The queued partial indexes are
     full of dead entries (claimed tasks vacuum could not remove), autoanalyze last saw almost
@@ -272,3 +286,118 @@ def test_postgresql_claim_walks_its_index_when_the_statistics_say_the_queue_is_e
     assert not bad, "\n\n".join(f"{name}:\n{plan}" for name, plan in bad.items())
     # The state really is the one that misleads the planner (else this test proves nothing).
     assert flipped_without_setup, "the planner kept the ordered walk even without the setup"
+
+
+# --- the index set is as lean as the plans allow (issue 11 D) ---
+
+# Indexes on task_queue that serve no claim or recovery plan, and what they are for instead.
+# A new index must either show up in a claim/recovery plan below or be added here with the
+# test that proves its use.
+LISTING_INDEXES = {
+    "uq_task_queue_idempotency_key": "uniqueness of idempotency keys (enqueue's ON CONFLICT)",
+    "ix_task_queue_failed": "the dead-letter list (test_dashboard_repository.py)",
+    "ix_task_queue_finished": "retention purge and the dashboard's throughput",
+}
+
+
+def _task_queue_indexes(db: Database) -> set[str]:
+    from sqlalchemy import inspect
+
+    with db.engine.connect() as conn:
+        return {str(index["name"]) for index in inspect(conn).get_indexes("task_queue")}
+
+
+def _plan_texts(db: Database) -> dict[str, str]:
+    """Every claim and recovery statement's plan (PostgreSQL: custom and generic)."""
+    if db.dialect.name == "sqlite":
+        raw = db.engine.raw_connection()
+        try:
+            return {
+                name: "\n".join(
+                    row[3]
+                    for row in raw.driver_connection.execute(
+                        "EXPLAIN QUERY PLAN " + _sql(sqlite_sql, name), _params(sqlite_sql)
+                    ).fetchall()
+                )
+                for name in STATEMENTS
+            }
+        finally:
+            raw.close()
+    params = _params(postgresql_sql)
+    plans = {}
+    for name in STATEMENTS:
+        sql = _sql(postgresql_sql, name)
+        plans[f"{name} (custom)"] = _explain_pg(db, sql, params)
+        plans[f"{name} (generic)"] = _explain_pg_generic(db, sql, params)
+    return plans
+
+
+def test_every_task_queue_index_serves_a_claim_or_recovery_plan(db: Database) -> None:
+    _load(db)
+    indexes = _task_queue_indexes(db)
+    plans = _plan_texts(db)
+    used = {index for index in indexes if any(index in plan for plan in plans.values())}
+    unused = indexes - used - set(LISTING_INDEXES)
+    assert not unused, f"indexes no claim or recovery plan uses: {sorted(unused)}"
+    assert used >= {
+        "ix_task_queue_due_fifo",
+        "ix_task_queue_due_priority",
+        "ix_task_queue_due_weighted",
+        "ix_task_queue_unkeyed",
+        "ix_task_queue_lease_until",
+    }, plans
+    assert "ix_task_queue_status_type" not in indexes  # dropped by revision 0005
+
+
+def _guarded_plans(db: Database) -> dict[str, str]:
+    now = utcnow()
+    if db.dialect.name == "sqlite":
+        raw = db.engine.raw_connection()
+        try:
+            return {
+                kind: "\n".join(
+                    row[3]
+                    for row in raw.driver_connection.execute(
+                        "EXPLAIN QUERY PLAN " + sql,
+                        {
+                            **sqlite_sql.bind_guarded([(1, "w", 1, None, None, None)]),
+                            "now": sqlite_sql.bind_time(now),
+                            "lease_until": sqlite_sql.bind_time(now),
+                            "cancelled_message": "x",
+                        },
+                    ).fetchall()
+                )
+                for kind, sql in sqlite_sql.GUARDED_SQL.items()
+            }
+        finally:
+            raw.close()
+    plans = {}
+    for kind, sql in postgresql_sql.GUARDED_SQL.items():
+        params = {
+            **postgresql_sql.bind_guarded([(1, "w", 1, None, None, None)]),
+            "now": now,
+            "lease_until": now,
+            "cancelled_message": "x",
+        }
+        plans[kind] = _explain_pg(db, sql, params)
+    return plans
+
+
+def test_guarded_batches_look_tasks_up_by_primary_key(db: Database) -> None:
+    """One statement per outcome kind per batch: each task is an index lookup (the primary key,
+    by ``id = ANY(:ids)`` on PostgreSQL), never a scan of task_queue."""
+    _load(db)
+    bad = {}
+    for kind, plan in _guarded_plans(db).items():
+        if db.dialect.name == "sqlite":
+            ok = "USING INTEGER PRIMARY KEY" in plan and not re.search(
+                r"SCAN (q|task_queue)\b", plan
+            )
+        else:
+            # The primary key, or (expire) the leased rows' expiry index, which is as narrow.
+            ok = "Seq Scan on task_queue" not in plan and bool(
+                re.search(r"Index (Only )?Scan using \w+ on task_queue", plan)
+            )
+        if not ok:
+            bad[kind] = plan
+    assert not bad, "\n\n".join(f"{kind}:\n{plan}" for kind, plan in bad.items())
