@@ -157,6 +157,14 @@ class TaskRow(Base):
             sqlite_where=text(f"status = '{QUEUED}' AND wr_key IS NULL"),
             postgresql_where=text(f"status = '{QUEUED}' AND wr_key IS NULL"),
         ),
+        # The queued tasks per type, read from the index alone (the dashboard's live
+        # counts); entered at enqueue, left at claim (revision 0006).
+        Index(
+            "ix_task_queue_queued_type",
+            "type",
+            sqlite_where=text(f"status = '{QUEUED}'"),
+            postgresql_where=text(f"status = '{QUEUED}'"),
+        ),
         # Recovery looks only at leased rows, in expiry order.
         Index(
             "ix_task_queue_lease_until",

@@ -114,7 +114,7 @@ def _claim(order: str, extra: str = "", free: str = _FREE) -> str:
 # Run in the claim's transaction just before the claim statement (SqlClaimer.claim).
 #
 # Why: the claim must walk the strategy's partial index in order and stop after :limit rows.
-# The planner may instead pick another index (the (status, type) one that revision 0005 dropped,
+# The planner may instead pick another index (the (status, type) one that revision 0006 dropped,
 # or a bitmap scan) and sort every
 # queued row, and it does exactly when the queue is in trouble: while a transaction is held
 # open (issue 11 F, ``python -m benchmarks.held_transaction``) vacuum cannot remove the entries

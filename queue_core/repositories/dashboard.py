@@ -103,9 +103,9 @@ class DashboardRepository:
 
     def counts(self, statuses: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
         """Tasks per type and state. With ``statuses``: one count per state, each walking the
-        partial index that holds that state where there is one (queued: the claim indexes,
-        leased: ix_task_queue_lease_until, failed: ix_task_queue_failed), so the live states
-        cost what they hold."""
+        partial index that holds that state where there is one (queued:
+        ix_task_queue_queued_type, leased: ix_task_queue_lease_until, failed:
+        ix_task_queue_failed), so the live states cost what they hold."""
         if statuses is None:
             query: Any = select(TASKS.c.type, TASKS.c.status, func.count()).group_by(
                 TASKS.c.type, TASKS.c.status

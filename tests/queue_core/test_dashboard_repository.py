@@ -112,6 +112,13 @@ def test_the_chart_queries_use_indexes_on_sqlite(sqlite_url: str) -> None:
             "ORDER BY sampled_at_utc",
             "running": "SELECT id FROM task_queue WHERE status = 'leased' "
             "ORDER BY lease_until_utc LIMIT 1000",
+            "queued counts": "SELECT type, count(*) FROM task_queue WHERE status = 'queued' "
+            "GROUP BY type",
+        }
+        # Walks of partial indexes that hold only the live rows of one state.
+        partial_walks = {
+            "running": "ix_task_queue_lease_until",
+            "queued counts": "ix_task_queue_queued_type",
         }
         with db.read() as conn:
             for name, sql in plans.items():
@@ -119,10 +126,9 @@ def test_the_chart_queries_use_indexes_on_sqlite(sqlite_url: str) -> None:
                     row[-1] for row in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"))
                 )
                 assert "SEARCH" in detail or "USING" in detail, (name, detail)
-                if name == "running":
-                    # The walk of the leased rows' partial index in expiry order: it holds
-                    # running tasks only (revision 0005 dropped the (status, type) index).
-                    assert "USING INDEX ix_task_queue_lease_until" in detail, detail
+                if name in partial_walks:
+                    # Revision 0006 replaced the (status, type) index over the whole history.
+                    assert f"USING INDEX {partial_walks[name]}" in detail, detail
                     assert "TEMP B-TREE" not in detail, detail
                     continue
                 assert "SCAN task_queue" not in detail.replace("USING", "|"), (name, detail)

@@ -223,7 +223,7 @@ CLAIM_INDEX = {
 
 @pytest.fixture
 def lure_index(db: Database) -> Iterator[None]:
-    """Revision 0005 dropped the (status, type) index that lured the planner; an index like it
+    """Revision 0006 dropped the (status, type) index that lured the planner; an index like it
     (an operator's, or a future one) must not be able to do it again."""
     with db.write() as conn:
         conn.execute(text("CREATE INDEX ix_lure_status_type ON task_queue (status, type)"))
@@ -297,6 +297,7 @@ LISTING_INDEXES = {
     "uq_task_queue_idempotency_key": "uniqueness of idempotency keys (enqueue's ON CONFLICT)",
     "ix_task_queue_failed": "the dead-letter list (test_dashboard_repository.py)",
     "ix_task_queue_finished": "retention purge and the dashboard's throughput",
+    "ix_task_queue_queued_type": "live queued counts per type (test_dashboard_repository.py)",
 }
 
 
@@ -346,7 +347,7 @@ def test_every_task_queue_index_serves_a_claim_or_recovery_plan(db: Database) ->
         "ix_task_queue_unkeyed",
         "ix_task_queue_lease_until",
     }, plans
-    assert "ix_task_queue_status_type" not in indexes  # dropped by revision 0005
+    assert "ix_task_queue_status_type" not in indexes  # dropped by revision 0006
 
 
 def _guarded_plans(db: Database) -> dict[str, str]:
