@@ -24,6 +24,7 @@ from queue_core.dialects import JOB_CHECKPOINT, JOB_OPTIMIZE, Dialect, GuardedRo
 from queue_core.errors import NotSupportedOnBackend
 from queue_core.repositories import TaskRepository
 from queue_core.repositories._common import LOGS, TASKS
+from queue_core.schemas import TaskCreate
 from queue_core.states import SchedulingStrategy
 
 
@@ -107,23 +108,9 @@ def test_enqueue_logged_writes_the_row_and_its_log_or_nothing(db: Database) -> N
     replay = tasks.enqueue(type="t", idempotency_key="k")
     assert (replay.created, replay.task.task_id) == (False, first.task_id)
     assert len(_logs(db, first.task_id)) == 1  # nothing written for the replay
-    unlogged = db.dialect.enqueue_logged(
-        db.raw,
-        {
-            "type": "t",
-            "priority": 5,
-            "payload": "{}",
-            "compatibility": "{}",
-            "max_attempts": 1,
-            "run_after_utc": db.dialect.sql.bind_time(utcnow()),
-            "idempotency_key": None,
-            "now": db.dialect.sql.bind_time(utcnow()),
-            "timeout_seconds": None,
-            "wr_weight": 1.0,
-        },
-        None,
-        True,
-    )
+    # The parameters exactly as the repository builds them (one row of ENQUEUE_SQL).
+    params = tasks._new_row(TaskCreate(type="t", priority=5), utcnow()).params
+    unlogged = db.dialect.enqueue_logged(db.raw, params, None, True)
     assert unlogged is not None
     assert _logs(db, unlogged) == []
     assert tasks.get(unlogged).priority == 5
