@@ -75,7 +75,8 @@ class Database:
             if self.dialect.is_missing_schema(exc):
                 raise SchemaMissing(self.safe_url) from exc
             if self.dialect.is_unavailable(exc):
-                raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+                reason = self.dialect.unavailable_reason(exc)
+                raise DatabaseUnavailable(f"database unavailable: {reason}") from exc
             raise
 
     def now(self) -> datetime:
@@ -99,8 +100,3 @@ class Database:
 
     def __exit__(self, *exc_info: object) -> None:
         self.dispose()
-
-
-def _first_line(exc: DBAPIError) -> str:
-    orig = exc.orig if exc.orig is not None else exc
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

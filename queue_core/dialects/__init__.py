@@ -109,6 +109,10 @@ class Dialect(Protocol):
     def is_unavailable(self, error: BaseException) -> bool:
         """True for errors worth retrying: busy beyond the timeout, connection lost."""
 
+    def unavailable_reason(self, error: BaseException) -> str:
+        """The short reason after "database unavailable: " for an error ``is_unavailable``
+        accepts: "disk full" for a full disk, else the driver's first line."""
+
     def is_missing_schema(self, error: BaseException) -> bool:
         """True when the queue tables do not exist."""
 
@@ -194,6 +198,17 @@ class Dialect(Protocol):
         checkpoints its own WAL."""
 
 
+DISK_FULL = "disk full"
+"""What ``unavailable_reason`` says of a full disk (SQLITE_FULL, PostgreSQL 53100)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a driver error's message (SQLAlchemy's wrapper unwrapped)."""
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
 def dialect_for(url: str) -> Dialect:
     dialect_name = make_url(url).get_backend_name()
     factory = _DIALECTS.get(dialect_name)
@@ -224,6 +239,7 @@ _DIALECTS: dict[str, Callable[[], Dialect]] = {
 }
 
 __all__ = [
+    "DISK_FULL",
     "JOB_CHECKPOINT",
     "JOB_OPTIMIZE",
     "READ_ONLY_OPTION",
@@ -233,4 +249,5 @@ __all__ = [
     "LogRow",
     "TaskWaiter",
     "dialect_for",
+    "first_line",
 ]

@@ -269,7 +269,7 @@ class RawWriter:
             if connection is not None and connection.is_valid:
                 # Busy or gone: either way the next transaction starts on a fresh connection.
                 connection.invalidate()
-            return DatabaseUnavailable(f"database unavailable: {_first_line(error)}")
+            return DatabaseUnavailable(f"database unavailable: {dialect.unavailable_reason(error)}")
         if wrapped is not None:
             return wrapped
         # Keep SQLAlchemy's exception classes (IntegrityError, ...) for callers that catch them.
@@ -282,8 +282,3 @@ class RawWriter:
             self._kept.close()
         if self._idle is not None:
             self._idle.close()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from queue_core.dialects import GuardedResult, GuardedRow, LogRow
+from queue_core.dialects import DISK_FULL, GuardedResult, GuardedRow, LogRow, first_line
 from queue_core.dialects import postgresql_sql as sql_module
 from queue_core.dialects.claiming import TaskClaimer, create_claimer
 from queue_core.dialects.connections import RawWriter, idle_for
@@ -42,6 +42,7 @@ log = logging.getLogger("prismq.queue.postgresql")
 # shutdown), serialization failures and deadlocks, insufficient resources.
 RETRYABLE_SQLSTATE_PREFIXES = ("08", "57", "40", "53")
 UNDEFINED_TABLE = "42P01"
+DISK_FULL_SQLSTATE = "53100"
 
 # The tables the queue owns: maintenance never touches anything else in a shared database.
 QUEUE_TABLES = ("task_queue", "task_logs", "workers", "task_queue_clock", "maintenance_leases")
@@ -159,6 +160,10 @@ class PostgresDialect:
             name = type(orig).__name__
             return name in ("OperationalError", "InterfaceError", "PoolTimeout")
         return state.startswith(RETRYABLE_SQLSTATE_PREFIXES)
+
+    def unavailable_reason(self, error: BaseException) -> str:
+        # 53100 disk_full (class 53, insufficient resources, is already worth a retry).
+        return DISK_FULL if _sqlstate(error) == DISK_FULL_SQLSTATE else first_line(error)
 
     def is_missing_schema(self, error: BaseException) -> bool:
         return _sqlstate(error) == UNDEFINED_TABLE

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import shutil
 import sqlite3
 import sys
 import threading
@@ -27,12 +28,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from queue_core.dialects import (
+    DISK_FULL,
     JOB_CHECKPOINT,
     JOB_OPTIMIZE,
     READ_ONLY_OPTION,
     GuardedResult,
     GuardedRow,
     LogRow,
+    first_line,
 )
 from queue_core.dialects import sqlite_sql as sql_module
 from queue_core.dialects.claiming import TaskClaimer, create_claimer
@@ -47,6 +50,10 @@ from queue_core.settings import (
     QueueSettings,
 )
 from queue_core.states import SchedulingStrategy
+
+SQLITE_FULL = 13  # the primary result code; sqlite3.SQLITE_FULL needs Python 3.11
+# Less free space than this where the database lives, and a disk I/O error is a full disk.
+DISK_FULL_FREE_BYTES = 1 << 20
 
 log = logging.getLogger("prismq.queue.sqlite")
 
@@ -122,6 +129,7 @@ class SqliteDialect:
     def create_engine(self, url: str, settings: QueueSettings) -> Engine:
         check_sqlite_version()
         path = _file_of(url)
+        self._database_path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fs_type = network_filesystem_of(path.parent)
@@ -213,8 +221,35 @@ class SqliteDialect:
                 "database is busy",
                 "disk i/o error",
                 "unable to open",
+                # SQLITE_FULL: the disk (or max_page_count) is full. Nothing is written, the
+                # transaction rolls back: worth retrying once space comes back.
+                "database or disk is full",
+                # SQLITE_READONLY: file or directory not writable (or a read-only mount); an
+                # operator's fix, after which writing works again.
+                "readonly database",
             )
         )
+
+    def unavailable_reason(self, error: BaseException) -> str:
+        orig = getattr(error, "orig", error)
+        if (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF == SQLITE_FULL or (
+            "database or disk is full" in str(orig).lower()
+        ):
+            return DISK_FULL
+        # Growing the WAL index (-shm) on a full disk fails as SQLITE_IOERR, not SQLITE_FULL:
+        # the free space of the database's file system tells which it was.
+        if "disk i/o error" in str(orig).lower() and self._disk_is_full():
+            return DISK_FULL
+        return first_line(error)
+
+    def _disk_is_full(self) -> bool:
+        path = getattr(self, "_database_path", None)
+        if path is None:
+            return False
+        try:
+            return shutil.disk_usage(path.parent).free < DISK_FULL_FREE_BYTES
+        except OSError:
+            return False
 
     def is_missing_schema(self, error: BaseException) -> bool:
         orig = getattr(error, "orig", error)
