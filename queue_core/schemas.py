@@ -233,7 +233,7 @@ class ScheduleCreate(BaseModel):
     type: TaskType
     cron: Annotated[str, Field(min_length=1, max_length=200, examples=["0 6 * * *"])]
     timezone: Annotated[str, Field(min_length=1, max_length=100)] = SCHEDULE_TIMEZONE_DEFAULT
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: JsonObject = Field(default_factory=dict)
     priority: Priority = PRIORITY_DEFAULT
     catch_up: CatchUpPolicy = SCHEDULE_CATCH_UP_DEFAULT  # type: ignore[assignment]
 

@@ -34,6 +34,7 @@ from queue_core.repositories.tasks import TaskRepository
 from queue_core.scheduling import CatchUp, Cron, DuePlan, due_key, plan_due
 from queue_core.schemas import Schedule, ScheduleCreate, Task, TaskCreate
 from queue_core.settings import SCHEDULE_CATCH_UP_DEFAULT, SCHEDULE_TIMEZONE_DEFAULT
+from queue_core.validation import encode_document
 
 SCHEDULES: Table = ScheduleRow.__table__  # type: ignore[assignment]
 
@@ -113,6 +114,9 @@ class ScheduleRepository:
         name is taken; InvalidSchedule for a bad cron expression or time zone."""
         spec = spec if spec is not None else ScheduleCreate(**fields)
         cron = Cron(spec.cron, spec.timezone)
+        # The payload goes into every task the schedule enqueues: refuse now what enqueue
+        # would refuse then (size, depth, NaN, NUL, integers past 64 bits).
+        encode_document("payload", spec.payload, self.db.settings)
         now = ensure_utc(self.clock())
         values = {
             **spec.model_dump(),
@@ -163,6 +167,7 @@ class ScheduleRepository:
             fields["priority"] = priority
         spec = ScheduleCreate(**fields)
         parsed = Cron(spec.cron, spec.timezone)
+        encode_document("payload", spec.payload, self.db.settings)
         try:
             current = self.get(name)
         except ScheduleNotFound:
