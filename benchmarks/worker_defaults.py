@@ -23,11 +23,21 @@ from pathlib import Path
 from sqlalchemy import create_engine, make_url, text
 
 from queue_core import migrate
-from queue_core.database import Database, sqlite_url_for
+from queue_core.database import Database
 from queue_core.repositories import TaskRepository
 from queue_core.schemas import TaskCreate
+from queue_core.settings import sqlite_url_for
+from workers import task
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TASK_TYPE = "bench.defaults"
+
+
+@task(TASK_TYPE)
+def work(payload: dict[str, float]) -> None:
+    """The measured task: returns at once, or after ``payload["seconds"]``."""
+    if payload.get("seconds"):
+        time.sleep(payload["seconds"])
 
 
 def _workers(url: str, count: int, args: list[str], logs: Path) -> list[subprocess.Popen[bytes]]:
@@ -64,7 +74,7 @@ def _workers(url: str, count: int, args: list[str], logs: Path) -> list[subproce
     return procs
 
 
-def measure(url: str, tasks: int, processes: int, args: list[str]) -> float:
+def measure(url: str, tasks: int, processes: int, args: list[str], seconds: float = 0.0) -> float:
     db = Database(url)
     repo = TaskRepository(db)
     with tempfile.TemporaryDirectory() as logs:
@@ -83,6 +93,10 @@ def measure(url: str, tasks: int, processes: int, args: list[str]) -> float:
             for proc in procs:
                 proc.wait(60)
             db.dispose()
+            for log in sorted(Path(logs).glob("*.log")):
+                for line in log.read_text(errors="replace").splitlines():
+                    if "WARNING" in line or "ERROR" in line:
+                        print(f"  {log.name}: {line[:200]}", flush=True)
     return tasks / elapsed
 
 
@@ -121,13 +135,15 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--prefetch", type=int, nargs="+", default=[0, 5, 10, 20])
     parser.add_argument("--postgres", default=None, help="also measure on this PostgreSQL URL")
+    parser.add_argument("--seconds", type=float, default=0.0, help="each task sleeps this long")
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="worker options")
     options = parser.parse_args()
     backends = ["sqlite"] + (["postgresql"] if options.postgres else [])
     with tempfile.TemporaryDirectory() as directory:
         for backend in backends:
             for processes in options.processes:
-                for prefetch in options.prefetch:
+                for prefetch in [p for p in options.prefetch for _ in range(options.repeat)]:
                     schema = None
                     if backend == "sqlite":
                         url = _fresh_sqlite(Path(directory))
@@ -139,6 +155,7 @@ def main() -> None:
                             options.tasks,
                             processes,
                             ["--prefetch", str(prefetch), *options.extra],
+                            options.seconds,
                         )
                     finally:
                         if schema:
