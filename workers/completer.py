@@ -23,14 +23,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from queue_core.claims import ClaimedTask
+from queue_core.claims import ClaimedTask, ClaimRequest
 from queue_core.clock import Clock
-from queue_core.errors import LeaseLost
 from queue_core.repositories import LeaseRepository, TaskLogRepository, log_entry
 from queue_core.states import TaskStatus
+from queue_core.transitions import (
+    Applied,
+    Cancelled,
+    Completed,
+    Outcome,
+    Released,
+    Retry,
+    after_failure,
+)
 from workers.attempt import Attempt, AttemptState, AttemptTable
 from workers.defaults import FLUSH_INTERVAL_SECONDS
-from workers.execution import INTERRUPTED, NOT_STARTED, RELEASED, TIMED_OUT
+from workers.execution import INTERRUPTED, NOT_STARTED, RELEASED, SUCCEEDED, TIMED_OUT
 from workers.health import DatabaseHealth
 from workers.metrics import WorkerMetrics
 from workers.tasklog import TaskLogBuffer
@@ -50,13 +58,10 @@ class ClaimArgs:
     lease_seconds: float
     strategy: str
 
-    def options(self) -> dict[str, Any]:
-        return {
-            "capabilities": self.capabilities,
-            "limit": self.limit,
-            "lease_seconds": self.lease_seconds,
-            "strategy": self.strategy,
-        }
+    def request(self) -> ClaimRequest:
+        return ClaimRequest(
+            self.worker_id, list(self.types), self.capabilities, self.limit, self.lease_seconds
+        )
 
 
 class Completer:
@@ -76,6 +81,7 @@ class Completer:
     ) -> None:
         self._leases = leases
         self._task_log_repo = task_log_repo
+        self._settings = leases.db.settings
         self._table = table
         self._health = health
         self._metrics = metrics
@@ -123,12 +129,21 @@ class Completer:
         with self._lock:
             batch, self._pending, self._oldest = self._pending, [], None
             self._armed = False
-        ready = []
+        ready: list[Attempt] = []
+        later: list[Attempt] = []
+        ids: set[int] = set()
         for attempt in batch:
             if attempt.ctx.lease_lost:
                 self._discard_lost(attempt)
+            elif attempt.task_id in ids:
+                later.append(attempt)  # a task id at most once per batch: the next one
             elif self._table.move(attempt, AttemptState.FLUSHING, source=_FINISHED):
+                ids.add(attempt.task_id)
                 ready.append(attempt)
+        if later:
+            with self._lock:
+                self._pending = [*later, *self._pending]
+                self._oldest = self._oldest or time.monotonic()
         return ready
 
     def _put_back(self, attempts: Sequence[Attempt]) -> None:
@@ -169,78 +184,80 @@ class Completer:
     def _write(
         self, batch: list[Attempt], claim: ClaimArgs | None
     ) -> tuple[bool, list[ClaimedTask]]:
+        """One transaction: every outcome of ``batch`` (one guarded statement per kind), and
+        the claim when there is one."""
         if not self._flush_task_logs():
             self._put_back(batch)
             return False, []
-        completions = [a for a in batch if self._completes(a)]
-        others = [a for a in batch if not self._completes(a)]
-        for index, attempt in enumerate(others):
-            try:
-                self._record_one(attempt)
-            except LeaseLost:
-                self._discard_lost(attempt)
-            except Exception as exc:  # noqa: BLE001 - retried after the back-off
-                self._health.failed("record outcome", exc)
-                self._put_back(others[index:] + completions)
-                return False, []
-            else:
-                self._table.move(attempt, AttemptState.FLUSHED, source=_FLUSHING)
+        outcomes = [self._transition(attempt) for attempt in batch]
         started = time.perf_counter()
-        results = [(a.lease, a.outcome.result if a.outcome else None) for a in completions]
         try:
             if claim is not None:
-                lost, claimed = self._leases.complete_and_claim(
-                    results, claim.worker_id, claim.types, **claim.options()
+                applied, claimed = self._leases.apply_and_claim(
+                    outcomes, claim.request(), strategy=claim.strategy
                 )
                 self._metrics.claim_seconds.observe(time.perf_counter() - started)
             else:
-                lost, claimed = (self._leases.complete_many(results) if results else []), []
-        except Exception as exc:  # noqa: BLE001
+                applied, claimed = self._leases.apply(outcomes), []
+        except Exception as exc:  # noqa: BLE001 - retried after the back-off
             self._health.failed("claim" if claim is not None else "complete", exc)
-            self._put_back(completions)
+            self._put_back(batch)
             return False, []
         self._health.ok()
-        self._completed(completions, set(lost))
+        self._applied(batch, outcomes, applied)
         return True, claimed
 
-    @staticmethod
-    def _completes(attempt: Attempt) -> bool:
-        outcome = attempt.outcome
-        return outcome is not None and outcome.succeeded and not attempt.ctx.cancel_requested
-
-    def _completed(self, attempts: Sequence[Attempt], lost: set[int]) -> None:
-        for attempt in attempts:
-            if attempt.task_id in lost:
-                self._discard_lost(attempt)
-                continue
-            self._table.move(attempt, AttemptState.FLUSHED, source=_FLUSHING)
-            self._metrics.completed.labels(attempt.type).inc()
-            attempt.log.debug("task completed")
-
-    def _record_one(self, attempt: Attempt) -> None:
-        """Write a non-success outcome (raises LeaseLost, or the database's error)."""
+    def _transition(self, attempt: Attempt) -> Outcome:
+        """The database transition an attempt's outcome asks for. A task whose cancellation
+        was requested ends cancelled whatever is asked here (the guarded SQL decides)."""
         outcome = attempt.outcome
         kind = outcome.kind if outcome is not None else INTERRUPTED
+        lease = attempt.lease
         if kind == RELEASED:
-            self._leases.release(attempt.lease, "worker shutting down")
-            self._metrics.released.labels(attempt.type).inc()
-            attempt.log.info("released unfinished (no attempt used)")
-            return
-        if attempt.ctx.cancel_requested or kind == NOT_STARTED:
-            self._leases.mark_cancelled(attempt.lease)
-            self._metrics.cancelled.labels(attempt.type).inc()
-            attempt.log.info(
-                "task cancelled" if kind != NOT_STARTED else "task cancelled before it started"
-            )
-            return
+            return Released(lease, "worker shutting down")
+        if kind == NOT_STARTED:
+            return Cancelled(lease, "cancelled before it started")
+        if kind == SUCCEEDED and outcome is not None:
+            return Completed(lease, outcome.result)
+        if attempt.ctx.cancel_requested:
+            return Cancelled(lease)
         if kind == TIMED_OUT:
             error, permanent = f"timed out after {attempt.ctx.timeout_seconds:g} s", False
         elif kind == INTERRUPTED or outcome is None:
             error, permanent = "the handler was cancelled", False
         else:
             error, permanent = outcome.error or "failed", outcome.permanent
-        result = self._leases.fail(attempt.lease, error, permanent=permanent)
-        self._log_failure(attempt, error, result.status, result.run_after_utc)
+        return after_failure(
+            attempt.task, error, permanent=permanent, now=self._clock(), settings=self._settings
+        )
+
+    def _applied(
+        self, batch: Sequence[Attempt], outcomes: Sequence[Outcome], applied: Applied
+    ) -> None:
+        lost, cancelled = set(applied.lost), set(applied.cancelled)
+        for attempt, outcome in zip(batch, outcomes, strict=True):
+            task_id = attempt.task_id
+            if task_id in lost:
+                self._discard_lost(attempt)
+                continue
+            self._table.move(attempt, AttemptState.FLUSHED, source=_FLUSHING)
+            task_type = attempt.type
+            if task_id in cancelled or isinstance(outcome, Cancelled):
+                self._metrics.cancelled.labels(task_type).inc()
+                if isinstance(outcome, Cancelled) and outcome.reason != "cancelled by user":
+                    attempt.log.info("task %s", outcome.reason)
+                else:
+                    attempt.log.info("task cancelled")
+            elif isinstance(outcome, Completed):
+                self._metrics.completed.labels(task_type).inc()
+                attempt.log.debug("task completed")
+            elif isinstance(outcome, Released):
+                self._metrics.released.labels(task_type).inc()
+                attempt.log.info("released unfinished (no attempt used)")
+            else:
+                status = applied.status.get(task_id, TaskStatus.FAILED)
+                retry_at = outcome.at if isinstance(outcome, Retry) else None
+                self._log_failure(attempt, outcome.error, status, retry_at)
 
     def _log_failure(self, attempt: Attempt, error: str, status: TaskStatus, retry_at: Any) -> None:
         exception = attempt.outcome.exception if attempt.outcome is not None else None
