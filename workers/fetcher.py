@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from queue_core.claims import ClaimedTask
@@ -26,7 +27,12 @@ from workers.attempt import Attempt
 from workers.completer import ClaimArgs, Completer
 from workers.config import WorkerConfig
 from workers.context import TaskContext
-from workers.defaults import DURATION_EWMA_WEIGHT, PREFETCH_WAIT_BUDGET_SECONDS, TASK_LOGGER
+from workers.defaults import (
+    DURATION_EWMA_WEIGHT,
+    PREFETCH_RECHECK_SECONDS,
+    PREFETCH_WAIT_BUDGET_SECONDS,
+    TASK_LOGGER,
+)
 from workers.metrics import WorkerMetrics
 from workers.registry import Registry
 from workers.tasklog import ContextAdapter, TaskLogger
@@ -74,6 +80,7 @@ class Fetcher:
         self.clock = clock
         self.log = log
         self.durations = DurationStats()
+        self._quiet = 0.0  # no separate prefetch claim before this (monotonic)
 
     # --- how much to claim ---
 
@@ -114,10 +121,13 @@ class Fetcher:
         tasks = self.completer.flush_and_claim(self._args(self.types, limit))
         if tasks is None:
             return None
-        if extra and not everything and len(tasks) >= free:
-            # Some types are long (or new): prefetch only the short ones, on their own.
-            more = self.completer.flush_and_claim(self._args(short, extra))
-            tasks = tasks + (more or [])
+        if extra and not everything and len(tasks) >= free and time.monotonic() >= self._quiet:
+            # Some types are long (or new): prefetch only the short ones, in a claim of their
+            # own. When none were due, leave it for a while rather than pay for it each round.
+            more = self.completer.flush_and_claim(self._args(short, extra)) or []
+            if not more:
+                self._quiet = time.monotonic() + PREFETCH_RECHECK_SECONDS
+            tasks = tasks + more
         for task in tasks:
             self.metrics.claimed.labels(task.type).inc()
         return [self._attempt(task) for task in tasks]

@@ -56,6 +56,7 @@ class LeaseKeeper:
         self._backoff = Backoff(maximum=self.interval)
         self._stopped = threading.Event()
         self._ticks = 0
+        self._logged: set[Lease] = set()  # leases whose renewal task_logs has seen
         self._thread = threading.Thread(target=self._run, name="prismq-lease-keeper", daemon=True)
 
     def start(self) -> None:
@@ -79,8 +80,9 @@ class LeaseKeeper:
         """Renew and heartbeat once; returns the delay until the next tick."""
         leases = list(self._held())
         self._ticks += 1
-        # Renewals are frequent and alike: task_logs gets one in RENEW_LOG_EVERY.
-        log_ids = [lease.task_id for lease in leases] if self._ticks % RENEW_LOG_EVERY == 1 else []
+        # The first renewal of each lease, then one tick in RENEW_LOG_EVERY for all.
+        every = self._ticks % RENEW_LOG_EVERY == 1
+        log_ids = [lease.task_id for lease in leases if every or lease not in self._logged]
         try:
             renewed = self._leases.renew_many(
                 self._worker_id,
@@ -114,6 +116,7 @@ class LeaseKeeper:
         outage = self._backoff.succeeded()
         if outage is not None:
             self._log.info("lease renewal works again after %.1f s", outage)
+        self._logged = {lease for lease in leases if lease.task_id in renewed}
         self._on_renewed(leases, renewed)
         self._after_tick()
         return self.interval

@@ -131,6 +131,34 @@ def test_duration_average_follows_recent_runs() -> None:
     assert stats.average("t") == 0.5
 
 
+def _fetcher(types: list[str], prefetch: int = 10, concurrency: int = 1) -> Fetcher:
+    return Fetcher(
+        config=WorkerConfig(prefetch=prefetch, concurrency=concurrency),
+        worker_id="w",
+        types=types,
+        registry=Registry(),
+        completer=None,  # type: ignore[arg-type]  # not used by the plan
+        metrics=None,  # type: ignore[arg-type]
+        clock=None,  # type: ignore[arg-type]
+        log=None,  # type: ignore[arg-type]
+    )
+
+
+def test_prefetch_plan_adapts_to_each_types_average_duration() -> None:
+    fetcher = _fetcher(["gpu", "quick", "new"])
+    assert fetcher.prefetch_plan() == (0, [])  # nothing measured yet: no prefetch
+    fetcher.durations.observe("gpu", 60.0)
+    assert fetcher.prefetch_plan() == (0, [])  # long tasks are never prefetched
+    fetcher.durations.observe("quick", 0.001)
+    assert fetcher.prefetch_plan() == (10, ["quick"])  # only the short type, the full prefetch
+    fetcher.durations.observe("new", 0.02)
+    assert fetcher.prefetch_plan() == (2, ["new", "quick"])  # 2 x 20 ms fit the 50 ms budget
+    assert _fetcher(["quick"], prefetch=0).prefetch_plan() == (0, [])
+    wide = _fetcher(["new"], concurrency=4)
+    wide.durations.observe("new", 0.02)
+    assert wide.prefetch_plan() == (10, ["new"])  # spread over 4 slots: the budget is 4 x 50 ms
+
+
 # --- inside a worker ---
 
 
