@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 from queue_core.claims import Lease
-from queue_core.clock import Clock, DatabaseClock, utcnow
+from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
 from queue_core.errors import DatabaseUnavailable
 from queue_core.repositories import (
@@ -39,8 +39,8 @@ from queue_core.repositories import (
     WorkerRepository,
     default_worker_id,
 )
-from queue_core.settings import CLOCK_SYNC_INTERVAL_SECONDS
 from workers.attempt import AttemptTable
+from workers.clocksync import ClockSync
 from workers.completer import Completer
 from workers.config import WorkerConfig
 from workers.defaults import FINAL_RECORD_SECONDS, IMMEDIATE_RECORD_SECONDS, WORKER_LOGGER
@@ -62,6 +62,27 @@ __all__ = ["Worker", "WorkerConfig", "new_worker_id"]  # WorkerConfig is also im
 def new_worker_id() -> str:
     """host-pid plus a short random part: unique even for several workers in one process."""
     return f"{default_worker_id()}-{secrets.token_hex(3)}"
+
+
+def declare_schedules(db: Database, clock: Clock, registry: Registry) -> None:
+    """Create or update the schedule of every ``@task(..., cron=...)`` this worker serves
+    (CONTRACT §9); the elected maintenance runner enqueues their due tasks."""
+    periodic = registry.periodic()
+    if not periodic:
+        return
+    schedules = ScheduleRepository(db, clock)
+    for handler in periodic:
+        spec = handler.periodic
+        assert spec is not None
+        schedules.declare(
+            handler.name,
+            handler.name,
+            spec.cron,
+            timezone=spec.timezone,
+            payload=spec.payload,
+            priority=spec.priority,
+            catch_up=spec.catch_up,
+        )
 
 
 class Worker:
@@ -88,8 +109,6 @@ class Worker:
         self.types: list[str] = []
         self._given_db = db
         self._clock = clock
-        self._db_clock: DatabaseClock | None = None
-        self._clock_synced_at = 0.0
         self.supervisor = Supervisor(self.config, self.log)
         self._ready = threading.Event()
         self._done = threading.Event()
@@ -198,12 +217,8 @@ class Worker:
         self.types = types
         owns_db = self._given_db is None
         self.db = self._given_db or Database(self.config.database_url)
-        if self._clock is utcnow:
-            # Worker hosts' clocks disagree, and a host whose clock runs ahead would recover
-            # the others' live leases early: read "now" in the database's time instead
-            # (docs/scale-out.md#clock-skew). An injected clock (tests) is kept as it is.
-            self._db_clock = DatabaseClock(self.db.now)
-            self._clock = self._db_clock
+        self.clock_sync = ClockSync(self.db, self._clock, self.log)
+        self._clock = self.clock_sync.clock
         self.workers = WorkerRepository(self.db, self._clock)
         self._build_parts()
         registered = False
@@ -280,7 +295,7 @@ class Worker:
         config = self.config
         while not self.supervisor.stop_requested:
             try:
-                self._sync_clock()
+                self.clock_sync.sync()
                 self.workers.register(
                     self.worker_id,
                     capabilities=config.capabilities,
@@ -290,7 +305,7 @@ class Worker:
                 )
                 # A previous process with this id died without releasing: recover its tasks.
                 report = self.leases.release_worker_tasks(self.worker_id, "worker restarted")
-                self._declare_schedules()
+                declare_schedules(self.db, self._clock, self.registry)
             except DatabaseUnavailable as exc:  # anything else at start-up is fatal
                 self.health.failed("register", exc)
                 self.supervisor.wait(self.health.remaining())
@@ -310,26 +325,6 @@ class Worker:
             )
             return True
         return False
-
-    def _declare_schedules(self) -> None:
-        """Create or update the schedule of every ``@task(..., cron=...)`` this worker serves
-        (CONTRACT §9); the elected maintenance runner enqueues their due tasks."""
-        periodic = self.registry.periodic()
-        if not periodic:
-            return
-        schedules = ScheduleRepository(self.db, self._clock)
-        for handler in periodic:
-            spec = handler.periodic
-            assert spec is not None
-            schedules.declare(
-                handler.name,
-                handler.name,
-                spec.cron,
-                timezone=spec.timezone,
-                payload=spec.payload,
-                priority=spec.priority,
-                catch_up=spec.catch_up,
-            )
 
     def _start_parts(self) -> None:
         self._keeper = LeaseKeeper(
@@ -382,26 +377,9 @@ class Worker:
 
     # --- the lease keeper's reports ---
 
-    def _sync_clock(self) -> None:
-        if self._db_clock is None:
-            return
-        before = self._db_clock.offset
-        offset = self._db_clock.sync().total_seconds()
-        self._clock_synced_at = time.monotonic()
-        if abs(offset - before.total_seconds()) >= 1.0:
-            self.log.warning(
-                "this host's clock is %+.3f s off the database's; using the database's time",
-                -offset,
-            )
-
     def _after_keeper_tick(self) -> None:
         self.completer.flush_task_logs_quietly()
-        if time.monotonic() - self._clock_synced_at >= CLOCK_SYNC_INTERVAL_SECONDS:
-            try:
-                self._sync_clock()
-            except Exception:  # the keeper's next renewal reports an unavailable database
-                self._clock_synced_at = time.monotonic()
-                self.log.debug("measuring the clock offset failed", exc_info=True)
+        self.clock_sync.sync_if_due()
 
     def _on_renewed(self, leases: Sequence[Lease], renewed: dict[int, RenewResult]) -> None:
         for attempt in self.table.apply_renewal(leases, renewed):
