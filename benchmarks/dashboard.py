@@ -123,7 +123,7 @@ EXPLAINED = {
     "depth samples": "SELECT * FROM queue_samples WHERE sampled_at_utc >= 1 "
     "ORDER BY sampled_at_utc",
     "oldest due task": "SELECT MIN(run_after_utc) FROM task_queue "
-    "WHERE status = 'queued' AND run_after_utc <= 1",
+    "WHERE status = 'queued' AND pending_deps = 0 AND run_after_utc <= 1",
     "dead letters page": "SELECT * FROM task_queue WHERE status = 'failed' "
     "ORDER BY id DESC LIMIT 50",
     "tasks ?type=": "SELECT * FROM task_queue WHERE type = 'x' ORDER BY id DESC LIMIT 50",

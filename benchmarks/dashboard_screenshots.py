@@ -23,7 +23,14 @@ from benchmarks.dashboard import fill, serving
 from queue_core import migrate
 from queue_core.clock import ManualClock, to_micros, utcnow
 from queue_core.database import Database
-from queue_core.repositories import LeaseRepository, TaskRepository, WorkerRepository
+from queue_core.repositories import (
+    LeaseRepository,
+    ScheduleRepository,
+    TaskRepository,
+    TypeRepository,
+    WorkerRepository,
+)
+from queue_core.schemas import Rate
 from queue_core.settings import QueueSettings, sqlite_url_for
 
 KEY = "screenshot-key"
@@ -80,6 +87,17 @@ def build(db: Database) -> int:
             )
     tasks.enqueue(type="email.send", payload={"to": "ops@example.com"})
     leases.claim("worker-a1", ["email.send"])
+    schedules = ScheduleRepository(db, tasks=tasks)
+    schedules.add(
+        name="report.daily", type="report.daily", cron="0 6 * * *", timezone="Europe/Prague"
+    )
+    schedules.add(name="search.reindex", type="search.index", cron="*/15 * * * *")
+    schedules.add(name="billing.monthly", type="billing.charge", cron="0 3 1 * *")
+    schedules.pause("billing.monthly")
+    types = TypeRepository(db)
+    types.pause("video.transcode")
+    types.set_limits("image.resize", max_running=4)
+    types.set_limits("webhook.deliver", rate=Rate(count=50, per_seconds=60))
     return task_id
 
 
@@ -110,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("task", f"/ui/tasks/{dead}"),
                 ("dead", "/ui/dead"),
                 ("workers", "/ui/workers"),
+                ("schedules", "/ui/schedules"),
+                ("types", "/ui/types"),
             ]
             for name, path in shots:
                 page.goto(f"{base}{path}")

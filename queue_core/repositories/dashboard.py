@@ -129,12 +129,15 @@ class DashboardRepository:
         return by_type
 
     def oldest_due_age_seconds(self) -> float | None:
-        """How long the oldest due queued task has waited (None when none is due)."""
+        """How long the oldest due queued task has waited (None when none is due). A task
+        still waiting for its dependencies is not due."""
         now = self.clock()
         with self.db.read() as conn:
             oldest = conn.execute(
                 select(func.min(TASKS.c.run_after_utc)).where(
-                    TASKS.c.status == TaskStatus.QUEUED.value, TASKS.c.run_after_utc <= now
+                    TASKS.c.status == TaskStatus.QUEUED.value,
+                    TASKS.c.pending_deps == 0,  # the claim indexes' condition: waiting on
+                    TASKS.c.run_after_utc <= now,  # dependencies is not "due"
                 )
             ).scalar()
         return None if oldest is None else max(0.0, (now - oldest).total_seconds())
@@ -168,7 +171,11 @@ class DashboardRepository:
                     .scalar_subquery(),
                     select(func.count())
                     .select_from(TASKS)
-                    .where(TASKS.c.status == queued, TASKS.c.run_after_utc <= now)
+                    .where(
+                        TASKS.c.status == queued,
+                        TASKS.c.pending_deps == 0,
+                        TASKS.c.run_after_utc <= now,
+                    )
                     .scalar_subquery(),
                     select(func.count())
                     .select_from(TASKS)

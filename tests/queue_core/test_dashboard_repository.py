@@ -114,6 +114,8 @@ def test_the_chart_queries_use_indexes_on_sqlite(sqlite_url: str) -> None:
             "ORDER BY lease_until_utc LIMIT 1000",
             "queued counts": "SELECT type, count(*) FROM task_queue WHERE status = 'queued' "
             "GROUP BY type",
+            "oldest due": "SELECT MIN(run_after_utc) FROM task_queue WHERE status = 'queued' "
+            "AND pending_deps = 0 AND run_after_utc <= 1",
         }
         # Walks of partial indexes that hold only the live rows of one state.
         partial_walks = {
