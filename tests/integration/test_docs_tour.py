@@ -13,7 +13,7 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCED = re.compile(r"^```.*?^```", re.S | re.M)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 MERMAID = re.compile(r"```mermaid\n(.*?)```", re.S)
-DIAGRAM_TYPES = ("flowchart", "sequenceDiagram", "stateDiagram-v2")
+DIAGRAM_TYPES = ("flowchart", "sequenceDiagram", "stateDiagram-v2", "classDiagram")
 OWN_PAGES = ["index.md", "architecture.md", "integration.md"]
 
 
