@@ -1,7 +1,9 @@
 """ORM models: one class per table. Table and column names are pinned by CONTRACT §3.
 
-The hot paths (enqueue, claim, ack) use Core statements over these tables; the classes
-document the schema, drive Alembic's autogenerate check, and serve the cold paths.
+The hot paths (enqueue, claim, outcomes) run each dialect's own SQL over these tables
+(``queue_core/dialects/*_sql.py``); the classes document the schema, drive Alembic's
+autogenerate check, and give the cold paths their Core tables. Code outside ``queue_core``
+goes through the repositories (``TaskRepository.snapshots``, ...), never ``__table__``.
 """
 
 from __future__ import annotations

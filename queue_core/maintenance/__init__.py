@@ -10,7 +10,7 @@
 | ``leases`` | the ``maintenance_leases`` rows that elect one runner per job |
 | ``scheduler`` | ``MaintenanceScheduler.run_due()``, called from the worker loop |
 | ``views`` | the dashboard views' SQL per dialect (migration 0002) |
-| ``metrics_sql`` | typed reads of those views for ``/stats`` and ``/metrics`` |
+| ``metrics_sql`` | typed reads of those views, for users' own code (not used by the server) |
 
 Sweep (recovery of expired leases) lives with the repositories: ``queue_core.repositories.sweep``.
 """

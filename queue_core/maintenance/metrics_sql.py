@@ -1,7 +1,9 @@
-"""The queue's state as numbers, read from the dashboard views (migration 0002).
+"""The dashboard views (migration 0002) read into typed rows, for Python code that wants the
+numbers a Grafana SQL panel shows (docs/monitoring.md, "From Python").
 
-The REST API's ``/metrics`` and ``/stats``, the CLI and a Grafana SQL panel all read the same
-views, so they cannot disagree. Ages are computed by the database's clock inside the views.
+Nothing in the server reads these: ``/stats``, ``/metrics`` and the CLI's ``stats`` use
+``TaskRepository.stats()``, and ``tests/queue_core/maintenance/test_views.py`` checks that
+the views agree with it. Ages are computed by the database's clock inside the views.
 :func:`read_snapshot` reads everything in one short read transaction.
 """
 

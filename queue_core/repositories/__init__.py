@@ -11,7 +11,12 @@ from queue_core.repositories.leases import (
 )
 from queue_core.repositories.logs import TaskLogRepository
 from queue_core.repositories.schedules import ScheduledTask, ScheduleRepository
-from queue_core.repositories.tasks import CancelResult, EnqueueResult, TaskRepository
+from queue_core.repositories.tasks import (
+    CancelResult,
+    EnqueueResult,
+    TaskRepository,
+    TaskSnapshot,
+)
 from queue_core.repositories.types import TypeRepository
 from queue_core.repositories.workers import WorkerRepository, default_worker_id, sweep
 from queue_core.validation import InvalidPayload, PayloadTooLarge
@@ -31,6 +36,7 @@ __all__ = [
     "ScheduledTask",
     "TaskLogRepository",
     "TaskRepository",
+    "TaskSnapshot",
     "TypeRepository",
     "WorkerRepository",
     "default_worker_id",

@@ -6,7 +6,7 @@ import asyncio
 import builtins
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,23 @@ from queue_core.schemas import QueueStats, Task, TaskCreate, TaskLog
 from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, WAIT_POLL_INTERVAL_SECONDS
 from queue_core.states import RETRYABLE_STATES, TaskStatus
 from queue_core.validation import encode_document, json_equal
+
+SNAPSHOT_CHUNK = 500  # ids or keys per IN (...) list: far below both databases' parameter limits
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """The few columns of a task that say where it is, read without its result."""
+
+    task_id: int
+    type: str
+    payload: dict[str, Any]
+    status: TaskStatus
+    attempts: int
+    error_message: str | None
+    processing_started_utc: datetime | None
+    finished_at_utc: datetime | None
+    idempotency_key: str | None
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,19 @@ def _with_dependencies(conn: Connection, tasks: builtins.list[Task]) -> builtins
         if task.task_id in found:
             task.depends_on = found[task.task_id]
     return tasks
+
+
+_SNAPSHOT_COLUMNS = (
+    "id",
+    "type",
+    "payload",
+    "status",
+    "attempts",
+    "error_message",
+    "processing_started_utc",
+    "finished_at_utc",
+    "idempotency_key",
+)
 
 
 def _enqueued_details(
@@ -345,6 +375,30 @@ class TaskRepository:
         if row is None:
             raise TaskNotFound(task_id)
         return _with_dependencies(conn, [task_from_row(row)])[0]
+
+    def snapshots(
+        self,
+        *,
+        ids: Iterable[int] = (),
+        idempotency_keys: Iterable[str] = (),
+    ) -> builtins.list[TaskSnapshot]:
+        """The tasks with these ids or idempotency keys, as :class:`TaskSnapshot` (any order;
+        unknown ones are left out). For code that follows many tasks at once, such as the
+        workers' run registry."""
+        columns = [TASKS.c[name] for name in _SNAPSHOT_COLUMNS]
+        found: builtins.list[TaskSnapshot] = []
+        with self.db.read() as conn:
+            for column, values in (
+                (TASKS.c.id, sorted(set(ids))),
+                (TASKS.c.idempotency_key, sorted(set(idempotency_keys))),
+            ):
+                for start in range(0, len(values), SNAPSHOT_CHUNK):
+                    chunk = values[start : start + SNAPSHOT_CHUNK]
+                    for row in conn.execute(select(*columns).where(column.in_(chunk))):
+                        found.append(
+                            TaskSnapshot(row[0], row[1], row[2], TaskStatus(row[3]), *row[4:])
+                        )
+        return found
 
     # --- wait ---
 

@@ -18,6 +18,7 @@ from sqlalchemy import delete, event
 from queue_core.database import Database
 from queue_core.errors import IdempotencyConflict
 from queue_core.repositories import LeaseRepository, TaskRepository
+from queue_core.repositories._common import TASKS
 from queue_core.settings import QueueSettings
 from queue_core.states import TaskStatus
 from tests.integration.handlers import compat_handlers
@@ -28,7 +29,6 @@ from workers.integration import (
     Run,
     RunStatus,
 )
-from workers.integration.tracking import TASKS
 
 FAST_SYNC = {"sync_min_interval": 0.01, "sync_max_interval": 0.1}
 

@@ -6,18 +6,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from queue_core.database import Database
 from queue_core.errors import QueueError
+from queue_core.repositories import TaskRepository
 from queue_core.settings import QueueSettings
 from workers.integration.handlers import ModuleHandlers
 from workers.integration.inmemory import InMemoryTaskManager
 from workers.integration.interface import TaskManager
 from workers.integration.manager import QueueTaskManager
 from workers.integration.runs import RunRegistry
-from workers.integration.tracking import TASKS
 
 log = logging.getLogger("prismq.queue.integration")
 
@@ -31,8 +30,7 @@ def open_queue_database(settings: QueueSettings, database_url: str | None = None
     """Open the queue database and prove it usable: reachable, and migrated."""
     db = Database(database_url, settings)
     try:
-        with db.read() as conn:
-            conn.execute(select(TASKS.c.id).limit(1)).all()
+        TaskRepository(db).snapshots(ids=[1])  # a read of the queue table: reachable, migrated
     except BaseException:
         db.dispose()
         raise

@@ -5,34 +5,18 @@ Runs find their task by the idempotency key (= run_id) or by the task id kept on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
-
 from queue_core.database import Database
-from queue_core.models import TaskRow
+from queue_core.repositories import TaskRepository
+from queue_core.repositories import TaskSnapshot as CoreSnapshot
 from queue_core.schemas import Task
 from queue_core.states import TaskStatus
 from workers.integration.runs import Run, RunStatus
 from workers.integration.status import run_status_for
-
-TASKS: Table = TaskRow.__table__  # type: ignore[assignment]
-LOOKUP_CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
-
-_SNAPSHOT_COLUMNS = (
-    TASKS.c.id,
-    TASKS.c.type,
-    TASKS.c.payload,
-    TASKS.c.status,
-    TASKS.c.attempts,
-    TASKS.c.error_message,
-    TASKS.c.processing_started_utc,
-    TASKS.c.finished_at_utc,
-    TASKS.c.idempotency_key,
-)
 
 
 @dataclass(frozen=True)
@@ -79,48 +63,28 @@ class TaskSnapshot:
         return run
 
 
-def _snapshot(row: Any) -> TaskSnapshot:
-    m = row._mapping
+def _snapshot(found: CoreSnapshot) -> TaskSnapshot:
     return TaskSnapshot(
-        m["id"],
-        m["type"],
-        m["payload"],
-        TaskStatus(m["status"]),
-        m["attempts"],
-        m["error_message"],
-        m["processing_started_utc"],
-        m["finished_at_utc"],
-        m["idempotency_key"],
+        found.task_id,
+        found.type,
+        found.payload,
+        found.status,
+        found.attempts,
+        found.error_message,
+        found.processing_started_utc,
+        found.finished_at_utc,
+        found.idempotency_key,
     )
 
 
-def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), LOOKUP_CHUNK):
-        yield values[start : start + LOOKUP_CHUNK]
-
-
 def snapshots_by_id(db: Database, task_ids: Iterable[int]) -> dict[int, TaskSnapshot]:
-    ids = sorted(set(task_ids))
-    found: dict[int, TaskSnapshot] = {}
-    with db.read() as conn:
-        for chunk in _chunks(ids):
-            for row in conn.execute(select(*_SNAPSHOT_COLUMNS).where(TASKS.c.id.in_(chunk))):
-                snap = _snapshot(row)
-                found[snap.task_id] = snap
-    return found
+    found = TaskRepository(db).snapshots(ids=task_ids)
+    return {snap.task_id: _snapshot(snap) for snap in found}
 
 
 def snapshots_by_run_id(db: Database, run_ids: Iterable[str]) -> dict[str, TaskSnapshot]:
-    keys = sorted(set(run_ids))
-    found: dict[str, TaskSnapshot] = {}
-    with db.read() as conn:
-        for chunk in _chunks(keys):
-            query = select(*_SNAPSHOT_COLUMNS).where(TASKS.c.idempotency_key.in_(chunk))
-            for row in conn.execute(query):
-                snap = _snapshot(row)
-                assert snap.idempotency_key is not None
-                found[snap.idempotency_key] = snap
-    return found
+    found = TaskRepository(db).snapshots(idempotency_keys=run_ids)
+    return {snap.idempotency_key: _snapshot(snap) for snap in found if snap.idempotency_key}
 
 
 def apply_snapshot(run: Run, snap: TaskSnapshot) -> bool:
