@@ -370,8 +370,14 @@ def _row_digests(
     key = pair.integer_key
     assert key is not None
     key_column = table.columns[key]
-    normalisers = [_normaliser(table.columns[n], pair.kinds[n]) for n in pair.columns]
+    # Only the columns whose storage differs need normalising; the rest are hashed as read.
+    normalisers = [
+        (i, _normaliser(table.columns[n], pair.kinds[n]))
+        for i, n in enumerate(pair.columns)
+        if pair.kinds[n] != _PLAIN
+    ]
     columns = [table.columns[name] for name in pair.columns]
+    key_index = pair.columns.index(key)
     last: Any = None
     while True:
         query = select(*columns).order_by(key_column).limit(batch_size)
@@ -384,9 +390,11 @@ def _row_digests(
         if not rows:
             return
         for row in rows:
-            values = [n(v) for n, v in zip(normalisers, row, strict=True)]
-            yield row._mapping[key], hashlib.sha256(orjson.dumps(values)).digest()
-        last = rows[-1]._mapping[key]
+            values = list(row)
+            for index, normalise in normalisers:
+                values[index] = normalise(values[index])
+            yield values[key_index], hashlib.sha256(orjson.dumps(values)).digest()
+        last = rows[-1][key_index]
 
 
 def _verify_tasks(
