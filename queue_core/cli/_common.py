@@ -71,7 +71,11 @@ def _one_line(error: BaseException) -> str:
 def run_guarded(command: click.Command, argv: list[str] | None) -> int:
     """Run a click command; turn every expected error into one line on stderr."""
     try:
-        command.main(args=argv, prog_name="prismq-queue", standalone_mode=False)
+        # Outside standalone mode Click returns ctx.exit(code)'s code instead of raising Exit
+        # (and a command's own return value otherwise: ours return None).
+        result = command.main(args=argv, prog_name="prismq-queue", standalone_mode=False)
+        if isinstance(result, int) and not isinstance(result, bool):
+            return result
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.Abort:

@@ -251,3 +251,20 @@ def test_a_delay_within_range_still_works(sqlite_url: str) -> None:
     with Database(sqlite_url) as db:
         stored = TaskRepository(db).get(task["task_id"])
     assert stored.run_after_utc > utcnow() + timedelta(minutes=55)
+
+
+def test_ctx_exit_codes_reach_the_process() -> None:
+    """Click returns (not raises) ctx.exit(code) outside standalone mode: keep the code."""
+    from queue_core.cli._common import run_guarded
+
+    @click.command()
+    @click.pass_context
+    def leave(ctx: click.Context) -> None:
+        ctx.exit(3)
+
+    @click.command()
+    def fine() -> None:
+        pass
+
+    assert run_guarded(leave, []) == 3
+    assert run_guarded(fine, []) == 0
