@@ -47,7 +47,8 @@ WIDE_COLUMNS = """id INTEGER PRIMARY KEY AUTOINCREMENT, type VARCHAR(200) NOT NU
     processing_started_utc BIGINT, finished_at_utc BIGINT, locked_by VARCHAR(200),
     error_message TEXT, idempotency_key VARCHAR(255), created_at_utc BIGINT NOT NULL,
     updated_at_utc BIGINT NOT NULL, result TEXT, cancel_requested BOOLEAN NOT NULL,
-    timeout_seconds FLOAT, lease_token INTEGER NOT NULL, wr_key FLOAT"""
+    timeout_seconds FLOAT, lease_token INTEGER NOT NULL, wr_key FLOAT, schedule TEXT,
+    pending_deps INTEGER NOT NULL DEFAULT 0"""
 CHECKS = """,
     CHECK (status IN ('queued', 'leased', 'completed', 'failed', 'cancelled')),
     CHECK (priority BETWEEN 1 AND 1000), CHECK (attempts >= 0), CHECK (max_attempts >= 1),
@@ -61,7 +62,8 @@ CHECKS = """,
 INDEXES = (
     "CREATE INDEX i_fifo ON task_queue (run_after_utc, id) WHERE status = 'queued'",
     "CREATE INDEX i_weighted ON task_queue (wr_key) WHERE status = 'queued' AND wr_key IS NOT NULL",
-    "CREATE INDEX i_status_type ON task_queue (status, type)",
+    # revision 0006: (type) over queued rows replaces (status, type) over the whole history
+    "CREATE INDEX i_queued_type ON task_queue (type) WHERE status = 'queued'",
 )
 PRIORITY_INDEX = (
     "CREATE INDEX i_priority ON task_queue (priority, run_after_utc, id) WHERE status = 'queued'"
@@ -123,6 +125,8 @@ def _rows(n: int) -> list[dict[str, object]]:
             "now": now,
             "timeout_seconds": None,
             "wr_weight": random.random(),
+            "schedule": None,
+            "pending_deps": 0,
         }
         for i in range(n)
     ]
