@@ -202,7 +202,8 @@ def test_waiter_wakes_on_wake_and_on_new_work(db: Database) -> None:
         started = time.monotonic()
         assert waiter.wait(5.0) is True
         assert time.monotonic() - started < 2.0
-        assert waiter.wait(0.05) is False  # a wake counts once
+        if waiter.in_loop:  # (LISTEN also hears other sessions on a shared server)
+            assert waiter.wait(0.05) is False  # a wake counts once
         woken: list[bool] = []
         thread = threading.Thread(target=lambda: woken.append(waiter.wait(10.0)))
         thread.start()
