@@ -194,6 +194,15 @@ class TaskRow(Base):
             sqlite_where=text("finished_at_utc IS NOT NULL"),
             postgresql_where=text("finished_at_utc IS NOT NULL"),
         ),
+        # Finished tasks per state and type, counted from the index alone (stats).
+        Index(
+            "ix_task_queue_finished_status_type",
+            "status",
+            "type",
+            "finished_at_utc",
+            sqlite_where=text("finished_at_utc IS NOT NULL"),
+            postgresql_where=text("finished_at_utc IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 

@@ -1,11 +1,11 @@
 """The overview's counts per type and state: live states read every time, finished ones reused.
 
-Queued and leased tasks are few and sit in their own ranges of ``ix_task_queue_status_type``,
-so they are counted at every request. Completed, failed and cancelled tasks are the whole
-retained history: counting them reads the whole table, so each server process keeps that count
-and refreshes it in the background once it is older than ``UI_FINISHED_COUNTS_SECONDS``; the
-dashboard's own actions make the next page count again. What another process changes shows
-within about that time.
+Queued and leased tasks are few and sit in partial indexes of their own, so they are
+counted at every request. Completed, failed and cancelled tasks are the whole retained
+history: counting them walks all of ix_task_queue_finished_status_type, so each server
+process keeps that count and refreshes it in the background once it is older than
+``UI_FINISHED_COUNTS_SECONDS``; the dashboard's own actions make the next page count again.
+What another process changes shows within about that time.
 """
 
 from __future__ import annotations

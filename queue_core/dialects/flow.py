@@ -6,7 +6,7 @@ one at a time, inside the same transaction:
 
 1. lock the type's row (PostgreSQL ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already holds
    the database's only write lock), so that limited claims of one type run one after another;
-2. count its ``leased`` tasks (``ix_task_queue_status_type``) and its claims still inside the
+2. count its ``leased`` tasks (``ix_task_queue_lease_until``) and its claims still inside the
    rate window (``task_type_claims``, older ones deleted first);
 3. claim at most ``min(free slots, max_running - leased, rate count - recent claims)`` tasks
    with the strategy's limited statement, and record one claim time per task.

@@ -16,7 +16,6 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import (
     CompoundSelect,
@@ -35,6 +34,7 @@ from queue_core.clock import Clock, utcnow
 from queue_core.database import Database
 from queue_core.models import DashboardSessionRow, QueueSampleRow
 from queue_core.repositories._common import TASKS
+from queue_core.repositories.counts import ALL_STATES, count_by_type
 from queue_core.settings import QUEUE_SAMPLE_RETENTION_SECONDS, UI_CHART_MINUTES
 from queue_core.states import TaskStatus
 from queue_core.types import UtcDateTime
@@ -102,31 +102,10 @@ class DashboardRepository:
         return [MinuteCount(edges[i], int(counts.get(i, 0))) for i in range(minutes)]
 
     def counts(self, statuses: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
-        """Tasks per type and state. With ``statuses``: one count per state, each walking the
-        partial index that holds that state where there is one (queued:
-        ix_task_queue_queued_type, leased: ix_task_queue_lease_until, failed:
-        ix_task_queue_failed), so the live states cost what they hold."""
-        if statuses is None:
-            query: Any = select(TASKS.c.type, TASKS.c.status, func.count()).group_by(
-                TASKS.c.type, TASKS.c.status
-            )
-        else:
-            if not statuses:
-                return {}
-            query = union_all(
-                *(
-                    select(TASKS.c.type, literal(status).label("status"), func.count())
-                    .where(TASKS.c.status == status)
-                    .group_by(TASKS.c.type)
-                    for status in statuses
-                )
-            )
-        by_type: dict[str, dict[str, int]] = {}
+        """Tasks per type and state (all states, or ``statuses``), each state counted from the
+        index that holds it (repositories/counts.py)."""
         with self.db.read() as conn:
-            for task_type, status, count in conn.execute(query):
-                if count:
-                    by_type.setdefault(task_type, {})[status] = int(count)
-        return by_type
+            return count_by_type(conn, ALL_STATES if statuses is None else statuses)
 
     def oldest_due_age_seconds(self) -> float | None:
         """How long the oldest due queued task has waited (None when none is due). A task

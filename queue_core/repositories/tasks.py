@@ -30,6 +30,7 @@ from queue_core.repositories._common import (
     log_from_row,
     task_from_row,
 )
+from queue_core.repositories.counts import count_by_type
 from queue_core.schemas import QueueStats, Task, TaskCreate, TaskLog
 from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, WAIT_POLL_INTERVAL_SECONDS
 from queue_core.states import RETRYABLE_STATES, TaskStatus
@@ -484,11 +485,7 @@ class TaskRepository:
         now = self.clock()
         stale_before = now - timedelta(seconds=self.db.settings.worker_stale_after_seconds)
         with self.db.read() as conn:
-            counts = conn.execute(
-                select(TASKS.c.type, TASKS.c.status, func.count()).group_by(
-                    TASKS.c.type, TASKS.c.status
-                )
-            ).all()
+            counts = count_by_type(conn)
             oldest_due = conn.execute(
                 select(func.min(TASKS.c.run_after_utc)).where(
                     TASKS.c.status == TaskStatus.QUEUED.value, TASKS.c.run_after_utc <= now
@@ -501,9 +498,10 @@ class TaskRepository:
             ).scalar_one()
         by_status = dict.fromkeys((s.value for s in TaskStatus), 0)
         by_type: dict[str, dict[str, int]] = {}
-        for task_type, status, count in counts:
-            by_status[status] = by_status.get(status, 0) + count
-            by_type.setdefault(task_type, {})[status] = count
+        for task_type, per_status in counts.items():
+            for status, count in per_status.items():
+                by_status[status] = by_status.get(status, 0) + count
+            by_type[task_type] = per_status
         return QueueStats(
             total_tasks=sum(by_status.values()),
             queued_tasks=by_status["queued"],

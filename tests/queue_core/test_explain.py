@@ -298,6 +298,7 @@ LISTING_INDEXES = {
     "ix_task_queue_failed": "the dead-letter list (test_dashboard_repository.py)",
     "ix_task_queue_finished": "retention purge and the dashboard's throughput",
     "ix_task_queue_queued_type": "live queued counts per type (test_dashboard_repository.py)",
+    "ix_task_queue_finished_status_type": "finished counts in stats (test_stats_counts.py)",
 }
 
 

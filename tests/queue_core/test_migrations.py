@@ -17,6 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
 
 from queue_core import migrate
 from queue_core.clock import ManualClock
@@ -235,7 +236,14 @@ def test_db_commands(blank_db_url: str) -> None:
     head = migrate.head_revision()
 
     done = _cli(["db", "current"], blank_db_url)
-    assert (done.returncode, done.stdout.strip()) == (0, f"none (head is {head})")
+    if blank_db_url.startswith("sqlite"):
+        # A read-only command creates no file (CONTRACT §2): it says there is no database.
+        assert done.returncode == 1, done.stdout
+        assert "no database" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert not Path(make_url(blank_db_url).database or "").exists()
+    else:
+        assert (done.returncode, done.stdout.strip()) == (0, f"none (head is {head})")
 
     done = _cli(["db", "upgrade"], blank_db_url)
     assert done.returncode == 0, done.stderr
