@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.sql import Select
 
 from queue_core import dependencies
@@ -22,6 +22,7 @@ from queue_core.database import Database
 from queue_core.dialects import LogRow
 from queue_core.dialects.weighted import race_weight
 from queue_core.errors import IdempotencyConflict, InvalidTransition, TaskNotFound, TaskWaitTimeout
+from queue_core.models import CLAIMABLE
 from queue_core.repositories._common import (
     DEPENDENCIES,
     LOGS,
@@ -487,8 +488,10 @@ class TaskRepository:
         with self.db.read() as conn:
             counts = count_by_type(conn)
             oldest_due = conn.execute(
+                # The claim indexes' own condition, written out, so the planner takes
+                # ix_task_queue_due_fifo: the oldest claimable task is its first entry.
                 select(func.min(TASKS.c.run_after_utc)).where(
-                    TASKS.c.status == TaskStatus.QUEUED.value, TASKS.c.run_after_utc <= now
+                    text(CLAIMABLE), TASKS.c.run_after_utc <= now
                 )
             ).scalar()
             workers_active = conn.execute(
