@@ -118,8 +118,9 @@ FROM rows
 """
 
 EXPLAINED = {
-    "counts per state and type": "SELECT type, status, COUNT(*) FROM task_queue "
-    "GROUP BY type, status",
+    "finished counts per state and type": "SELECT type, status, COUNT(*) FROM task_queue "
+    "WHERE finished_at_utc IS NOT NULL AND status IN ('cancelled', 'completed', 'failed') "
+    "GROUP BY status, type",
     "throughput, one minute": "SELECT COUNT(*) FROM task_queue "
     "WHERE finished_at_utc >= 1 AND finished_at_utc < 2",
     "depth samples": "SELECT * FROM queue_samples WHERE sampled_at_utc >= 1 "
