@@ -34,7 +34,7 @@ from queue_core.repositories._common import (
 from queue_core.repositories.counts import count_by_type
 from queue_core.schemas import QueueStats, Task, TaskCreate, TaskLog
 from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, WAIT_POLL_INTERVAL_SECONDS
-from queue_core.states import RETRYABLE_STATES, TaskStatus
+from queue_core.states import RETRYABLE_STATES, TERMINAL_STATES, TaskStatus
 from queue_core.validation import encode_document, json_equal
 
 SNAPSHOT_CHUNK = 500  # ids or keys per IN (...) list: far below both databases' parameter limits
@@ -420,10 +420,9 @@ class TaskRepository:
         """
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
-            task = self.get(task_id)
-            if task.is_terminal:
-                return task
-            time.sleep(self._next_pause(task, deadline, timeout, poll_interval))
+            if self._is_terminal(task_id):
+                return self.get(task_id)
+            time.sleep(self._next_pause(task_id, deadline, timeout, poll_interval))
 
     async def wait_async(
         self,
@@ -436,22 +435,33 @@ class TaskRepository:
         neither a thread nor a database connection; each read runs briefly in a thread."""
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
-            task = await asyncio.to_thread(self.get, task_id)
-            if task.is_terminal:
-                return task
-            await asyncio.sleep(self._next_pause(task, deadline, timeout, poll_interval))
+            if await asyncio.to_thread(self._is_terminal, task_id):
+                return await asyncio.to_thread(self.get, task_id)
+            pause = await asyncio.to_thread(
+                self._next_pause, task_id, deadline, timeout, poll_interval
+            )
+            await asyncio.sleep(pause)
 
-    @staticmethod
+    def _is_terminal(self, task_id: int) -> bool:
+        """One short read of the task's status alone (the whole task, with its dependencies,
+        is read once, when it is done)."""
+        with self.db.read() as conn:
+            status = conn.execute(select(TASKS.c.status).where(TASKS.c.id == task_id)).scalar()
+        if status is None:
+            raise TaskNotFound(task_id)
+        return TaskStatus(status) in TERMINAL_STATES
+
     def _next_pause(
-        task: Task, deadline: float | None, timeout: float | None, poll_interval: float
+        self, task_id: int, deadline: float | None, timeout: float | None, poll_interval: float
     ) -> float:
-        """How long to sleep before reading ``task`` again; TaskWaitTimeout past the deadline."""
+        """How long to sleep before reading the task again; past the deadline, TaskWaitTimeout
+        with the task as it is now."""
         if deadline is None:
             return poll_interval
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             assert timeout is not None
-            raise TaskWaitTimeout(task, timeout)
+            raise TaskWaitTimeout(self.get(task_id), timeout)
         return min(poll_interval, remaining)
 
     def list(
