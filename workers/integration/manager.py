@@ -37,8 +37,9 @@ from queue_core.settings import (
 from workers.integration.handlers import ModuleHandlers, discard_awaitable, module_handlers
 from workers.integration.runs import Run, RunRegistry
 from workers.integration.tracking import (
-    TaskSnapshot,
     apply_snapshot,
+    new_run,
+    snapshot_of,
     snapshots_by_id,
     snapshots_by_run_id,
 )
@@ -107,7 +108,7 @@ class QueueTaskManager:
         )
         if not result.created:
             log.info("run %s was already enqueued as task %s", run.run_id, result.task.task_id)
-        apply_snapshot(run, TaskSnapshot.of(result.task))
+        apply_snapshot(run, snapshot_of(result.task))
         if run.run_id in self._active:
             return run.run_id  # a retried call: the run is followed already
         self._record(run)
@@ -128,7 +129,7 @@ class QueueTaskManager:
             await self.sync_now()
             return False
         if outcome.immediate:
-            apply_snapshot(run, TaskSnapshot.of(outcome.task))
+            apply_snapshot(run, snapshot_of(outcome.task))
             self._record(run)
             self._active.pop(run_id, None)
             await self._notify_progress()
@@ -179,7 +180,7 @@ class QueueTaskManager:
         date from now on. Returns the run_ids that are still active."""
         snaps = await asyncio.to_thread(snapshots_by_run_id, self.db, list(run_ids))
         for run_id, snap in snaps.items():
-            run = self._active.get(run_id) or self.registry.get_run(run_id) or snap.new_run()
+            run = self._active.get(run_id) or self.registry.get_run(run_id) or new_run(snap)
             apply_snapshot(run, snap)
             self._record(run)
             if not run.status.is_terminal:
@@ -300,7 +301,7 @@ class QueueTaskManager:
         if snap is None:
             return None
         if run is None:
-            return snap.new_run()
+            return new_run(snap)
         apply_snapshot(run, snap)
         return run
 

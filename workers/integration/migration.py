@@ -24,7 +24,7 @@ from workers.integration.handlers import HandlerNotRegistered
 from workers.integration.inmemory import InMemoryTaskManager
 from workers.integration.manager import QueueTaskManager
 from workers.integration.runs import Run, RunStatus
-from workers.integration.tracking import TaskSnapshot, snapshots_by_run_id
+from workers.integration.tracking import new_run, snapshot_of, snapshots_by_run_id
 
 log = logging.getLogger("prismq.queue.integration")
 
@@ -119,7 +119,7 @@ async def rollback_to_in_memory(
         except (InvalidTransition, TaskNotFound):
             continue  # a worker claimed it meanwhile: it is running, handled below
         source.forget(task.idempotency_key)  # its cancelled task no longer speaks for the run
-        run = source.registry.get_run(task.idempotency_key) or TaskSnapshot.of(task).new_run()
+        run = source.registry.get_run(task.idempotency_key) or new_run(snapshot_of(task))
         run.status, run.started_at, run.completed_at = RunStatus.QUEUED, None, None
         run.exit_code, run.error_message, run.task_id = None, None, None
         if target.registry.get_run(run.run_id) is None:

@@ -6,85 +6,50 @@ Runs find their task by the idempotency key (= run_id) or by the task id kept on
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from queue_core.database import Database
-from queue_core.repositories import TaskRepository
-from queue_core.repositories import TaskSnapshot as CoreSnapshot
+from queue_core.repositories import TaskRepository, TaskSnapshot
 from queue_core.schemas import Task
 from queue_core.states import TaskStatus
 from workers.integration.runs import Run, RunStatus
 from workers.integration.status import run_status_for
 
 
-@dataclass(frozen=True)
-class TaskSnapshot:
-    """The columns of a task that decide its run's status."""
-
-    task_id: int
-    type: str
-    payload: dict[str, Any]
-    status: TaskStatus
-    attempts: int
-    error_message: str | None
-    processing_started_utc: datetime | None
-    finished_at_utc: datetime | None
-    idempotency_key: str | None
-
-    @classmethod
-    def of(cls, task: Task) -> TaskSnapshot:
-        return cls(
-            task.task_id,
-            task.type,
-            task.payload,
-            TaskStatus(task.status),
-            task.attempts,
-            task.error_message,
-            task.processing_started_utc,
-            task.finished_at_utc,
-            task.idempotency_key,
-        )
-
-    @property
-    def run_status(self) -> RunStatus:
-        return run_status_for(self.status, self.attempts)
-
-    def new_run(self) -> Run:
-        """A run rebuilt from its task: type is the module, payload the parameters."""
-        run = Run(
-            run_id=self.idempotency_key or f"task-{self.task_id}",
-            module_id=self.type,
-            parameters=dict(self.payload),
-            task_id=self.task_id,
-        )
-        apply_snapshot(run, self)
-        return run
-
-
-def _snapshot(found: CoreSnapshot) -> TaskSnapshot:
+def snapshot_of(task: Task) -> TaskSnapshot:
+    """The columns of ``task`` that decide its run's status."""
     return TaskSnapshot(
-        found.task_id,
-        found.type,
-        found.payload,
-        found.status,
-        found.attempts,
-        found.error_message,
-        found.processing_started_utc,
-        found.finished_at_utc,
-        found.idempotency_key,
+        task.task_id,
+        task.type,
+        task.payload,
+        TaskStatus(task.status),
+        task.attempts,
+        task.error_message,
+        task.processing_started_utc,
+        task.finished_at_utc,
+        task.idempotency_key,
     )
+
+
+def new_run(snap: TaskSnapshot) -> Run:
+    """A run rebuilt from its task: type is the module, payload the parameters."""
+    run = Run(
+        run_id=snap.idempotency_key or f"task-{snap.task_id}",
+        module_id=snap.type,
+        parameters=dict(snap.payload),
+        task_id=snap.task_id,
+    )
+    apply_snapshot(run, snap)
+    return run
 
 
 def snapshots_by_id(db: Database, task_ids: Iterable[int]) -> dict[int, TaskSnapshot]:
     found = TaskRepository(db).snapshots(ids=task_ids)
-    return {snap.task_id: _snapshot(snap) for snap in found}
+    return {snap.task_id: snap for snap in found}
 
 
 def snapshots_by_run_id(db: Database, run_ids: Iterable[str]) -> dict[str, TaskSnapshot]:
     found = TaskRepository(db).snapshots(idempotency_keys=run_ids)
-    return {snap.idempotency_key: _snapshot(snap) for snap in found if snap.idempotency_key}
+    return {snap.idempotency_key: snap for snap in found if snap.idempotency_key}
 
 
 def apply_snapshot(run: Run, snap: TaskSnapshot) -> bool:
@@ -94,7 +59,7 @@ def apply_snapshot(run: Run, snap: TaskSnapshot) -> bool:
     for a retry or was released by a worker shutting down."""
     before = (run.status, run.exit_code, run.error_message, run.task_id)
     run.task_id = snap.task_id
-    target = snap.run_status
+    target = run_status_for(snap.status, snap.attempts)
     if target is RunStatus.QUEUED and run.status is not RunStatus.QUEUED:
         target = run.status
     if target is RunStatus.RUNNING and run.status is not RunStatus.RUNNING:
