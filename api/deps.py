@@ -11,7 +11,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from queue_core.database import Database
-from queue_core.repositories import TaskRepository, WorkerRepository
+from queue_core.repositories import (
+    ScheduleRepository,
+    TaskRepository,
+    TypeRepository,
+    WorkerRepository,
+)
 
 
 async def _database(request: Request) -> Database:
@@ -27,6 +32,18 @@ async def _tasks(request: Request) -> TaskRepository:
 async def _workers(request: Request) -> WorkerRepository:
     workers: WorkerRepository = request.app.state.workers
     return workers
+
+
+def schedules_of(request: Request) -> ScheduleRepository:
+    """The app's schedule repository (REST and dashboard flow-control routes)."""
+    schedules: ScheduleRepository = request.app.state.schedules
+    return schedules
+
+
+def types_of(request: Request) -> TypeRepository:
+    """The app's task-type repository (REST and dashboard flow-control routes)."""
+    types: TypeRepository = request.app.state.types
+    return types
 
 
 DatabaseDep = Annotated[Database, Depends(_database)]

@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response, Security
 
+from api.deps import schedules_of, types_of
 from api.errors import VALIDATION_ERROR_RESPONSE, error_responses
 from api.limits import LimitedJSONRoute
 from api.responses import json_model
 from api.security import bearer_scheme
-from queue_core.repositories import ScheduleRepository, TypeRepository
 from queue_core.schemas import Schedule, ScheduleCreate, Task, TaskTypeInfo, TypeLimits
 from queue_core.settings import SCHEDULE_NAME_MAX_LENGTH, TYPE_MAX_LENGTH, TYPE_PATTERN
 
@@ -48,23 +48,13 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = error_responses(
 )
 
 
-def _schedules(request: Request) -> ScheduleRepository:
-    repository: ScheduleRepository = request.app.state.schedules
-    return repository
-
-
-def _types(request: Request) -> TypeRepository:
-    repository: TypeRepository = request.app.state.types
-    return repository
-
-
 # --- schedules ---
 
 
 @router.get("/schedules", response_model=list[Schedule], summary="List schedules")
 def list_schedules(request: Request) -> Response:
     """Every schedule, by name."""
-    return json_model(_schedules(request).list())
+    return json_model(schedules_of(request).list())
 
 
 @router.post(
@@ -80,14 +70,14 @@ def add_schedule(spec: ScheduleCreate, request: Request) -> Response:
     """Enqueue one task of `type` at each time the five-field `cron` expression names, in
     `timezone` (IANA). It starts at its first due time after now. A bad cron expression or
     time zone is 422."""
-    return json_model(_schedules(request).add(spec), 201)
+    return json_model(schedules_of(request).add(spec), 201)
 
 
 @router.get(
     "/schedules/{name}", response_model=Schedule, summary="One schedule", responses=_NOT_FOUND
 )
 def get_schedule(name: ScheduleName, request: Request) -> Response:
-    return json_model(_schedules(request).get(name))
+    return json_model(schedules_of(request).get(name))
 
 
 @router.delete(
@@ -95,7 +85,7 @@ def get_schedule(name: ScheduleName, request: Request) -> Response:
 )
 def remove_schedule(name: ScheduleName, request: Request) -> Response:
     """Remove the schedule and answer it as it was; the tasks it enqueued stay."""
-    repository = _schedules(request)
+    repository = schedules_of(request)
     schedule = repository.get(name)
     repository.remove(name)
     return json_model(schedule)
@@ -109,7 +99,7 @@ def remove_schedule(name: ScheduleName, request: Request) -> Response:
 )
 def pause_schedule(name: ScheduleName, request: Request) -> Response:
     """No task is enqueued for its due times until it is resumed."""
-    return json_model(_schedules(request).pause(name))
+    return json_model(schedules_of(request).pause(name))
 
 
 @router.post(
@@ -120,7 +110,7 @@ def pause_schedule(name: ScheduleName, request: Request) -> Response:
 )
 def resume_schedule(name: ScheduleName, request: Request) -> Response:
     """It goes on at its first due time after now."""
-    return json_model(_schedules(request).resume(name))
+    return json_model(schedules_of(request).resume(name))
 
 
 @router.post(
@@ -132,7 +122,7 @@ def resume_schedule(name: ScheduleName, request: Request) -> Response:
 )
 def run_schedule(name: ScheduleName, request: Request) -> Response:
     """Enqueue one task of the schedule now, outside its due times; answers the task."""
-    return json_model(_schedules(request).run(name), 201)
+    return json_model(schedules_of(request).run(name), 201)
 
 
 # --- types ---
@@ -142,19 +132,19 @@ def run_schedule(name: ScheduleName, request: Request) -> Response:
 def list_types(request: Request) -> Response:
     """Every type with queued or leased tasks, a pause or a limit, or a registered worker:
     `paused`, `max_running`, `rate` and the counts of `queued` and `leased` tasks."""
-    return json_model(_types(request).list())
+    return json_model(types_of(request).list())
 
 
 @router.post("/types/{type}/pause", response_model=TaskTypeInfo, summary="Pause a type")
 def pause_type(type: TypeName, request: Request) -> Response:
     """No worker claims tasks of the type from its next claim on; running tasks finish and
     enqueue keeps working. Stored: survives restarts."""
-    return json_model(_types(request).pause(type))
+    return json_model(types_of(request).pause(type))
 
 
 @router.post("/types/{type}/resume", response_model=TaskTypeInfo, summary="Resume a type")
 def resume_type(type: TypeName, request: Request) -> Response:
-    return json_model(_types(request).resume(type))
+    return json_model(types_of(request).resume(type))
 
 
 @router.put("/types/{type}/limits", response_model=TaskTypeInfo, summary="Set a type's limits")
@@ -162,4 +152,4 @@ def set_type_limits(type: TypeName, limits: TypeLimits, request: Request) -> Res
     """`max_running`: at most N tasks of the type leased at once over every worker and host.
     `rate`: at most `count` claims in any window of `per_seconds`. Both are enforced in the
     claim transaction. A field sent as null is cleared; a field left out stays as it is."""
-    return json_model(_types(request).set_limits(type, limits))
+    return json_model(types_of(request).set_limits(type, limits))

@@ -15,10 +15,11 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
+from api.deps import schedules_of, types_of
 from api.ui.routes import ACTOR, Form, User, render, router
 from api.ui.session import UI_PREFIX
 from queue_core.errors import QueueError, ScheduleNotFound
-from queue_core.repositories import ScheduleRepository, TaskLogRepository, TypeRepository
+from queue_core.repositories import TaskLogRepository
 
 log = logging.getLogger("api.ui")
 
@@ -32,22 +33,12 @@ def _field(form: dict[str, list[str]], name: str) -> str:
     return next(iter(form.get(name, [])), "")
 
 
-def _schedules(request: Request) -> ScheduleRepository:
-    repository: ScheduleRepository = request.app.state.schedules
-    return repository
-
-
-def _types(request: Request) -> TypeRepository:
-    repository: TypeRepository = request.app.state.types
-    return repository
-
-
 @router.get("/types")
 def types_page(
     request: Request, user: User, done: str | None = None, name: str | None = None
 ) -> Response:
     notice = NOTICES[done].format(what="Type", name=name) if done in NOTICES and name else None
-    return render(request, user, "types.html", types=_types(request).list(), notice=notice)
+    return render(request, user, "types.html", types=types_of(request).list(), notice=notice)
 
 
 @router.get("/schedules")
@@ -64,7 +55,7 @@ def schedules_page(
     elif done == "run" and name and task:
         notice = f"Schedule {name} run now: task {task} enqueued."
     return render(
-        request, user, "schedules.html", schedules=_schedules(request).list(), notice=notice
+        request, user, "schedules.html", schedules=schedules_of(request).list(), notice=notice
     )
 
 
@@ -89,7 +80,7 @@ def resume_type(request: Request, user: User, form: Form) -> Response:
 
 def _type_action(request: Request, user: User, form: dict[str, list[str]], verb: str) -> Response:
     name = _field(form, "type")
-    types = _types(request)
+    types = types_of(request)
     try:
         if verb == "pause":
             types.pause(name)
@@ -120,7 +111,7 @@ def _schedule_action(
     request: Request, user: User, form: dict[str, list[str]], verb: str
 ) -> Response:
     name = _field(form, "name")
-    schedules = _schedules(request)
+    schedules = schedules_of(request)
     try:
         if verb == "run":
             task = schedules.run(name)
