@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from queue_core.settings import IDLE_SLEEP_MAX_SECONDS
+
+_SLEEP_MAX = timedelta(seconds=IDLE_SLEEP_MAX_SECONDS)
+
+
+def wakes_sleepers(run_after: datetime, now: datetime) -> bool:
+    """Whether a task (re)queued to run at ``run_after`` must wake idle workers: they may be
+    asleep until the next due time they saw, at most IDLE_SLEEP_MAX_SECONDS; a task due
+    later is found when they wake anyway."""
+    return run_after - now <= _SLEEP_MAX
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,12 @@ WAIT_POLL_INTERVAL_SECONDS = POLL_INTERVAL_DEFAULT
 WAIT_REST_MAX_SECONDS = 60.0  # GET /api/queue/tasks/{id}?wait= (CONTRACT §8)
 WAIT_CLI_MAX_SECONDS = 10 * 365 * 86_400.0  # `tasks wait --timeout`: past it is a typo
 IDLE_BACKOFF_MIN_SECONDS = 0.001
+# An idle worker whose wake-ups are reliable (LISTEN/NOTIFY that was seen to deliver, SQLite's
+# data_version) sleeps until the next task is due, at most this long (or the poll interval,
+# when longer), instead of claiming every poll interval. Whatever makes work due sooner
+# announces it: enqueue and retry when due within this, release, recovery, dependencies,
+# resume. The cap bounds what a lost announcement costs.
+IDLE_SLEEP_MAX_SECONDS = 10.0
 CONCURRENCY_DEFAULT = 1
 SHUTDOWN_GRACE_SECONDS_DEFAULT = 30.0
 SWEEP_INTERVAL_SECONDS = 5.0
@@ -92,6 +98,17 @@ PG_MAX_OVERFLOW = 10
 PG_POOL_TIMEOUT_SECONDS = 30.0
 PG_NOTIFY_CHANNEL = "prismq_queue_new_task"
 PG_PING_AFTER_IDLE_SECONDS = 1.0  # the hot path checks a kept connection idle this long
+# A worker's LISTEN connection proves at start that notifications reach it (not behind
+# PgBouncer in transaction mode) within this long, and TCP keepalives (libpq's keepalives_*,
+# unless the URL sets them) find it dead within idle + interval x count seconds: a silent
+# LISTEN would otherwise let idle workers sleep through new work.
+PG_LISTEN_PROBE_SECONDS = 2.0
+PG_LISTEN_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 # --- API ---
 API_HOST_DEFAULT = "127.0.0.1"

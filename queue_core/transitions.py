@@ -27,7 +27,7 @@ import orjson
 
 from queue_core import dependencies
 from queue_core.audit import TaskLogWriter, log_entry
-from queue_core.claims import ClaimedTask, Lease
+from queue_core.claims import ClaimedTask, Lease, wakes_sleepers
 from queue_core.dialects import Dialect, GuardedResult, GuardedRow
 from queue_core.settings import RETRY_JITTER_FRACTION, QueueSettings
 from queue_core.states import TaskStatus
@@ -267,7 +267,7 @@ def apply_outcomes(
             else:
                 applied.done.append(task_id)
             entries.append(_log(outcome, row, now))
-            requeued |= isinstance(outcome, Released) and status is TaskStatus.QUEUED
+            requeued |= status is TaskStatus.QUEUED and _wakes(outcome, now)
             if row.has_dependents and status in _ENDED:
                 ended[task_id] = status.value
     logs.write(cursor, entries)
@@ -276,8 +276,16 @@ def apply_outcomes(
     if ended and dependencies.after_transitions(cursor, dialect.sql, logs, ended, now).ready:
         requeued = True
     if requeued:
-        dialect.notify_new_tasks_raw(cursor)  # a released task is due at once
+        dialect.notify_new_tasks_raw(cursor)  # idle workers may sleep until then
     return applied
+
+
+def _wakes(outcome: Outcome, now: datetime) -> bool:
+    """A task queued again by ``outcome`` must wake idle workers: released ones are due at
+    once, retries when their back-off ends (``claims.wakes_sleepers``)."""
+    if isinstance(outcome, Released):
+        return True
+    return isinstance(outcome, Retry) and wakes_sleepers(outcome.at, now)
 
 
 def apply_recovered(

@@ -8,7 +8,9 @@ one shared event loop; their slot waits for them.
 
 Only one slot fetches at a time; the others wait on the executor's condition. While nothing
 is due, the fetching slot waits on :class:`~workers.wakeup.WorkSignal`; a slot that finishes
-meanwhile wakes it, so its outcome is written with the next claim at once.
+meanwhile wakes it, so its outcome is written with the next claim at once. After a task it
+claims again at once, then backs off to the poll interval; once fully idle it may sleep until
+the next task is due (:meth:`Fetcher.idle_wait`), when announcements of new work reach it.
 
 A thread cannot be killed: a slot whose handler overran its time limit (or that the worker
 stops waiting for at shutdown) is *retired*, a new slot thread takes its place, and the old
@@ -314,6 +316,8 @@ class Executor:
                             self._draining = True
                             self._notify()
                             return
+                if idle_delay >= self._poll_interval:  # fully idle: maybe sleep longer
+                    idle_delay = self._fetcher.idle_wait(self._poll_interval, self._work.listening)
                 with self._cond:
                     self._idle_waiting = True
                 try:

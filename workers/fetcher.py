@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 from queue_core.claims import ClaimedTask
 from queue_core.clock import Clock
+from queue_core.repositories.leases import LeaseRepository
+from queue_core.settings import IDLE_SLEEP_MAX_SECONDS
 from workers.attempt import Attempt
 from workers.completer import ClaimArgs, Completer
 from workers.config import WorkerConfig
@@ -67,6 +69,7 @@ class Fetcher:
         types: Sequence[str],
         registry: Registry,
         completer: Completer,
+        leases: LeaseRepository,
         metrics: WorkerMetrics,
         clock: Clock,
         log: ContextAdapter,
@@ -76,6 +79,7 @@ class Fetcher:
         self.types = list(types)
         self.registry = registry
         self.completer = completer
+        self.leases = leases
         self.metrics = metrics
         self.clock = clock
         self.log = log
@@ -131,6 +135,24 @@ class Fetcher:
         for task in tasks:
             self.metrics.claimed.labels(task.type).inc()
         return [self._attempt(task) for task in tasks]
+
+    def idle_wait(self, poll_interval: float, listening: bool) -> float:
+        """How long a fully idle worker sleeps unless woken: the poll interval, unless every
+        announcement of new work reaches it (``listening``) and nothing is due; then until
+        the earliest task is due, at most IDLE_SLEEP_MAX_SECONDS (or the poll interval, when
+        longer). Due work it could not claim (other types, limits, capabilities, a pause)
+        keeps it polling: no announcement comes when a limit frees up."""
+        if not listening:
+            return poll_interval
+        longest = max(poll_interval, IDLE_SLEEP_MAX_SECONDS)
+        try:
+            due = self.leases.next_due()
+        except Exception:  # noqa: BLE001 - the next claim meets the trouble and backs off
+            return poll_interval
+        if due is None:
+            return longest
+        seconds = (due - self.clock()).total_seconds()
+        return poll_interval if seconds <= 0 else min(seconds, longest)
 
     def observe(self, attempt: Attempt, seconds: float) -> None:
         """A handler ran ``seconds`` (returned, raised or overran its limit)."""

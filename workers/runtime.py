@@ -263,6 +263,7 @@ class Worker:
             types=self.types,
             registry=self.registry,
             completer=self.completer,
+            leases=self.leases,
             metrics=self.metrics,
             clock=self._clock,
             log=self.log,

@@ -3,8 +3,9 @@
 The backend's waiter is LISTEN/NOTIFY on PostgreSQL, and on SQLite ``PRAGMA data_version``
 polling plus an in-process wake-up when this process enqueues. A waiter that can be woken
 (``wake``) is waited on directly by the fetching slot; one that cannot (a blocking LISTEN) runs
-in a :class:`NewTaskWatcher` thread that sets an event instead. Either way the fetcher waits
-at most the poll interval, the fallback for a missed notification.
+in a :class:`NewTaskWatcher` thread that sets an event instead. While the waiter is
+``listening`` (every announcement reaches it), an idle fetcher may sleep until the next task
+is due (workers/fetcher.py); otherwise it polls every poll interval.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class NewTaskWatcher:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def listening(self) -> bool:
+        waiter = self._waiter
+        return waiter is not None and waiter.listening
 
     def _watch(self) -> None:
         try:
@@ -78,6 +84,13 @@ class WorkSignal:
             waiter.close()
             self._watcher = NewTaskWatcher(self._db, self._poll_interval, self.wake)
             self._watcher.start()
+
+    @property
+    def listening(self) -> bool:
+        """Every announcement of new work wakes :meth:`wait` (``TaskWaiter.listening``)."""
+        if self._waiter is not None:
+            return self._waiter.listening
+        return self._watcher is not None and self._watcher.listening
 
     def wait(self, timeout: float) -> None:
         waiter = self._waiter

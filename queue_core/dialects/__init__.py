@@ -80,9 +80,17 @@ class TaskWaiter(Protocol):
     """True when ``wait`` is cheap enough to call on the worker's own loop (SQLite polls
     ``data_version``); False when it blocks on a socket (LISTEN) and belongs in a thread."""
 
+    @property
+    def listening(self) -> bool:
+        """True while every announcement of new work reaches ``wait`` (SQLite: while the
+        ``data_version`` connection is open; PostgreSQL: while LISTEN is up and a test
+        notification came through, which PgBouncer in transaction mode never lets happen).
+        Only then may an idle worker sleep past its poll interval."""
+
     def wait(self, timeout: float) -> bool:
         """Sleep until new work may be there, :meth:`wake` is called, or the timeout passes.
-        True when woken."""
+        True when woken (also right after it starts listening again: what was announced
+        meanwhile was missed)."""
 
     def wake(self) -> None:
         """End the current (or the next) ``wait`` early; any thread may call it."""

@@ -11,6 +11,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,8 @@ from queue_core.dialects.connections import RawWriter, idle_for
 from queue_core.dialects.guarded import GuardedStatements
 from queue_core.errors import NotSupportedOnBackend, UnsupportedDatabase
 from queue_core.settings import (
+    PG_LISTEN_KEEPALIVES,
+    PG_LISTEN_PROBE_SECONDS,
     PG_MAX_OVERFLOW,
     PG_NOTIFY_CHANNEL,
     PG_POOL_TIMEOUT_SECONDS,
@@ -276,15 +279,19 @@ class _ListenWaiter:
 
     ``wait`` blocks on the socket, so it runs in a thread of its own (``in_loop`` is False).
     :meth:`wake` takes effect at once when no wait is blocked; a wait already blocked ends at
-    the next notification or its timeout.
+    the next notification or its timeout. ``listening`` is True only once a notification sent
+    from another connection came through: behind PgBouncer in transaction mode the LISTEN
+    runs on a server connection lent for that statement alone and nothing ever arrives.
     """
 
     in_loop = False
 
     def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._url = engine.url
         self._conn: Any = None
         self._woken = threading.Event()
+        self.listening = False
 
     def wake(self) -> None:
         self._woken.set()
@@ -298,13 +305,40 @@ class _ListenWaiter:
             "user": self._url.username,
             "password": self._url.password,
             "dbname": self._url.database,
+            **PG_LISTEN_KEEPALIVES,
         }
         params.update(self._url.query)  # e.g. options=-csearch_path=...
         conn = psycopg.connect(
             autocommit=True, **{k: v for k, v in params.items() if v is not None}
         )
-        conn.execute(f"LISTEN {PG_NOTIFY_CHANNEL}")
+        try:
+            conn.execute(f"LISTEN {PG_NOTIFY_CHANNEL}")
+            self.listening = self._delivers(conn)
+        except BaseException:
+            conn.close()
+            raise
+        if not self.listening:
+            log.warning(
+                "notifications do not reach the LISTEN connection (PgBouncer in transaction "
+                "mode?): idle workers poll every poll interval"
+            )
         return conn
+
+    def _delivers(self, conn: Any) -> bool:
+        """Whether a notification sent on another connection arrives within
+        PG_LISTEN_PROBE_SECONDS (on a channel of its own: the other workers sleep on)."""
+        channel = f"{PG_NOTIFY_CHANNEL}_probe_{uuid.uuid4().hex[:16]}"
+        conn.execute(f"LISTEN {channel}")
+        with self._engine.connect() as other:
+            other.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+            other.commit()
+        deadline = time.monotonic() + PG_LISTEN_PROBE_SECONDS
+        arrived = False
+        while not arrived and (left := deadline - time.monotonic()) > 0:
+            for notification in conn.notifies(timeout=left, stop_after=1):
+                arrived = notification.channel == channel
+        conn.execute(f"UNLISTEN {channel}")
+        return arrived
 
     def wait(self, timeout: float) -> bool:
         if self._woken.is_set():
@@ -314,6 +348,7 @@ class _ListenWaiter:
         try:
             if self._conn is None:
                 self._conn = self._connect()
+                return True  # what was announced while nothing listened was missed: look now
             for _ in self._conn.notifies(timeout=timeout, stop_after=1):
                 return True
             return False
@@ -324,6 +359,7 @@ class _ListenWaiter:
             return False
 
     def close(self) -> None:
+        self.listening = False
         if self._conn is not None:
             try:
                 self._conn.close()

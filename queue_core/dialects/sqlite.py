@@ -417,6 +417,11 @@ class _DataVersionWaiter:
         self._conn: Any = None
         self._version: int | None = None
         self._last_change = time.monotonic()
+        self._failed = False
+
+    @property
+    def listening(self) -> bool:
+        return self._version is not None
 
     def wake(self) -> None:
         self._event.set()
@@ -436,6 +441,9 @@ class _DataVersionWaiter:
         try:
             if self._version is None:
                 self._version = self._data_version()
+                if self._failed:  # commits while it could not read were missed: look now
+                    self._failed = False
+                    return True
             while True:
                 now = time.monotonic()
                 if now >= deadline:
@@ -451,12 +459,9 @@ class _DataVersionWaiter:
                     self._version = version
                     self._last_change = time.monotonic()
                     return True
-        except DBAPIError:
+        except (DBAPIError, sqlite3.Error):
             self.close()
-            time.sleep(max(0.0, min(timeout, deadline - time.monotonic())))
-            return False
-        except sqlite3.Error:
-            self.close()
+            self._failed = True
             time.sleep(max(0.0, min(timeout, deadline - time.monotonic())))
             return False
 

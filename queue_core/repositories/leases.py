@@ -20,15 +20,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select, text
 
 from queue_core.audit import log_entry
 from queue_core.claims import ClaimedTask, ClaimRequest, Lease
-from queue_core.clock import Clock, utcnow
+from queue_core.clock import Clock, ensure_utc, utcnow
 from queue_core.database import Database
 from queue_core.dialects import GuardedRow
 from queue_core.dialects.claiming import TaskClaimer
 from queue_core.errors import LeaseLost
+from queue_core.models import CLAIMABLE
 from queue_core.repositories._common import TASKS
 from queue_core.settings import LEASE_SECONDS_DEFAULT
 from queue_core.states import STRATEGY_DEFAULT, SchedulingStrategy, TaskStatus
@@ -98,6 +99,11 @@ class RecoveryReport:
         for task_id, status in applied.status.items():
             buckets[status].append(task_id)
         return report
+
+
+# The claim indexes' own condition, written out, so the planner takes ix_task_queue_due_fifo
+# (tests/queue_core/test_explain.py).
+NEXT_DUE = select(func.min(TASKS.c.run_after_utc)).where(text(CLAIMABLE))
 
 
 class LeaseRepository:
@@ -206,6 +212,14 @@ class LeaseRepository:
                 ],
             )
         return claimed
+
+    def next_due(self) -> datetime | None:
+        """When the earliest claimable task of any type is due (None when there is none):
+        one read of ix_task_queue_due_fifo's first entry, what an idle worker asks before it
+        sleeps (workers/fetcher.py)."""
+        with self.db.read() as conn:
+            due = conn.execute(NEXT_DUE).scalar()
+        return ensure_utc(due) if due is not None else None
 
     # --- outcomes ---
 

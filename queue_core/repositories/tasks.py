@@ -17,6 +17,7 @@ from sqlalchemy.sql import Select
 
 from queue_core import dependencies
 from queue_core.audit import log_entry
+from queue_core.claims import wakes_sleepers
 from queue_core.clock import Clock, ensure_utc, utcnow
 from queue_core.database import Database
 from queue_core.dialects import LogRow
@@ -78,6 +79,11 @@ class _NewRow:
     run_after: datetime
     now: datetime
     due: bool
+
+    @property
+    def wakes(self) -> bool:
+        """Announced to idle workers (``claims.wakes_sleepers``)."""
+        return wakes_sleepers(self.run_after, self.now)
 
     def task(self, task_id: int) -> Task:
         """The task as the database now holds it, without reading it back."""
@@ -216,7 +222,7 @@ class TaskRepository:
                 spec.type, spec.priority, row.run_after, spec.idempotency_key, now
             )
             log = LogRow(0, now, "INFO", "enqueued", details)
-        task_id = self.db.dialect.enqueue_logged(self._raw, row.params, log, row.due)
+        task_id = self.db.dialect.enqueue_logged(self._raw, row.params, log, row.wakes)
         if task_id is not None:
             return EnqueueResult(row.task(task_id), created=True)
         # The idempotency key exists: read it as a replay (or insert, if it went meanwhile).
@@ -230,7 +236,7 @@ class TaskRepository:
             result = self._insert_one(cursor, row)
             if result.created:
                 self._log_writer.write(cursor, [self._enqueued_log(result.task, now)])
-                if row.due:
+                if row.wakes:
                     self.db.dialect.notify_new_tasks_raw(cursor)
         return result
 
@@ -258,7 +264,7 @@ class TaskRepository:
             else:
                 tasks = created = self._insert_batch(cursor, rows)
             self._log_writer.write(cursor, [self._enqueued_log(task, now) for task in created])
-            if any(row.due for row in rows):
+            if any(row.wakes for row in rows):
                 self.db.dialect.notify_new_tasks_raw(cursor)
         return tasks
 
@@ -266,7 +272,7 @@ class TaskRepository:
         """Enqueue a task with dependencies in a transaction of its own."""
         with self._raw.transaction() as cursor:
             result = self._insert_dependent(cursor, row)
-            if result.created and row.due and not row.params["pending_deps"]:
+            if result.created and row.wakes and not row.params["pending_deps"]:
                 self.db.dialect.notify_new_tasks_raw(cursor)
         return result
 

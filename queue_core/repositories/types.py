@@ -149,6 +149,8 @@ class TypeRepository:
             try:
                 with self.db.write() as conn:
                     self._apply(conn, task_type, change, now)
+                    # A resumed or less limited type may have due work for sleeping workers.
+                    self.db.dialect.notify_new_tasks(conn)
                     return self._get_in(conn, task_type)
             except IntegrityError:  # PostgreSQL: another process inserted the row meanwhile
                 if attempt:

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from queue_core.clock import utcnow
 from queue_core.database import Database
 from queue_core.dialects import postgresql_sql, sqlite_sql
+from queue_core.repositories.leases import NEXT_DUE
 from queue_core.states import SchedulingStrategy
 
 ROWS = 20_000
@@ -403,3 +404,13 @@ def test_guarded_batches_look_tasks_up_by_primary_key(db: Database) -> None:
         if not ok:
             bad[kind] = plan
     assert not bad, "\n\n".join(f"{kind}:\n{plan}" for kind, plan in bad.items())
+
+
+def test_the_idle_workers_next_due_read_is_one_step_into_the_fifo_index(db: Database) -> None:
+    _load(db)
+    with db.engine.connect() as conn:
+        sql = str(NEXT_DUE.compile(conn))
+        explain = "EXPLAIN QUERY PLAN " if db.dialect.name == "sqlite" else "EXPLAIN "
+        plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(explain + sql))
+    assert "ix_task_queue_due_fifo" in plan, plan
+    assert not re.search(r"Seq Scan|SCAN task_queue$|TEMP B-TREE", plan, re.M), plan

@@ -138,6 +138,7 @@ def _fetcher(types: list[str], prefetch: int = 10, concurrency: int = 1) -> Fetc
         types=types,
         registry=Registry(),
         completer=None,  # type: ignore[arg-type]  # not used by the plan
+        leases=None,  # type: ignore[arg-type]
         metrics=None,  # type: ignore[arg-type]
         clock=None,  # type: ignore[arg-type]
         log=None,  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from queue_core.clock import ManualClock, utcnow
 from queue_core.database import Database
 from queue_core.dialects import JOB_CHECKPOINT, JOB_OPTIMIZE, Dialect, GuardedRow, LogRow
 from queue_core.errors import NotSupportedOnBackend
-from queue_core.repositories import TaskRepository
+from queue_core.repositories import LeaseRepository, TaskRepository
 from queue_core.repositories._common import LOGS, TASKS
 from queue_core.schemas import TaskCreate
 from queue_core.states import SchedulingStrategy
@@ -216,6 +216,38 @@ def test_waiter_wakes_on_wake_and_on_new_work(db: Database) -> None:
         assert woken == [True]
     finally:
         waiter.close()
+
+
+def test_waiter_listens_and_hears_retries_and_delayed_tasks(db: Database) -> None:
+    """What an idle worker may sleep through must be announced (workers/fetcher.py)."""
+    waiter = db.dialect.new_task_waiter(db.engine)
+    tasks = TaskRepository(db)
+    try:
+        waiter.wait(0.01)  # starts listening (PostgreSQL: LISTEN, and a probe got through)
+        assert waiter.listening is True
+        tasks.enqueue(type="t")
+        [claimed] = LeaseRepository(db).claim("w", ["t"])
+        changes = {
+            "retry": lambda: LeaseRepository(db).fail(claimed.lease, "boom"),
+            "delayed enqueue": lambda: tasks.enqueue(
+                type="t", run_after_utc=utcnow() + timedelta(seconds=5)
+            ),
+        }
+        for what, change in changes.items():
+            while waiter.wait(0.05):
+                pass  # what earlier steps announced
+            woken: list[bool] = []
+            thread = threading.Thread(target=lambda out=woken: out.append(waiter.wait(10.0)))
+            thread.start()
+            time.sleep(0.3)  # let it block
+            started = time.monotonic()
+            change()
+            thread.join(10.0)
+            assert woken == [True], what
+            assert time.monotonic() - started < 5.0, what
+    finally:
+        waiter.close()
+    assert waiter.listening is False
 
 
 def test_reset_id_sequence_after_explicit_ids(db: Database) -> None:
