@@ -8,12 +8,14 @@ them. Root-only: a throwaway cluster and PgBouncer in the network-namespace test
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from benchmarks.netbed import NetBed, unavailable_reason
 from queue_core.database import Database
+from queue_core.settings import IDLE_SLEEP_MAX_SECONDS
 
 TASKS = 600
 BOUNCER_POOL = 2  # fewer server connections than workers: transactions must share them
@@ -66,7 +68,15 @@ def test_workers_drain_through_pgbouncer_in_transaction_mode(
             )
     enqueue(db, TASKS, "scaleout.noop", {})
     wait_until(lambda: count_status(db, "completed") == TASKS, DRAIN_TIMEOUT, "the drain")
+    # Notifications never reach a LISTEN through PgBouncer in transaction mode: the workers
+    # must know it, and keep polling instead of sleeping until the idle re-check.
+    time.sleep(3.0)  # fully idle
+    started = time.monotonic()
+    enqueue(db, 1, "scaleout.noop", {})
+    wait_until(lambda: count_status(db, "completed") == TASKS + 1, 30.0, "an idle pickup")
+    assert time.monotonic() - started < IDLE_SLEEP_MAX_SECONDS / 2
     netbed.stop_processes()
     logs = "".join(p.read_text(errors="replace") for p in netbed.logs.glob("h*-w*.log"))
     assert "prepared statement" not in logs
     assert "database error" not in logs
+    assert "notifications do not reach the LISTEN connection" in logs
