@@ -178,7 +178,12 @@ def _on_term(signum: int, _frame: Any) -> None:
     sys.exit(128 + signum)
 
 
-def run_job(job: Job, outdir: Path, env: dict[str, str], size_args: list[str]) -> dict[str, Any]:
+def run_job(
+    job: Job, outdir: Path, env: dict[str, str], size_args: list[str], cwd: Path = ROOT
+) -> dict[str, Any]:
+    """Run one job as ``python -m benchmarks.workloads`` in ``cwd``: the tree whose
+    ``benchmarks``, ``queue_core`` and ``workers`` it imports (``-m`` puts ``cwd`` first on
+    ``sys.path``)."""
     global _current
     argv = [
         sys.executable,
@@ -194,7 +199,7 @@ def run_job(job: Job, outdir: Path, env: dict[str, str], size_args: list[str]) -
     t0 = time.monotonic()
     p = subprocess.Popen(
         argv,
-        cwd=ROOT,
+        cwd=cwd,
         env={**env, **job.env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
