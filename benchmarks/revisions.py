@@ -43,7 +43,7 @@ from typing import Any
 
 from benchmarks import environment, runner
 from benchmarks.progress import Progress
-from benchmarks.systems import DATA_DIR_ENV, PG_URL_ENV
+from benchmarks.systems import DATA_DIR_ENV, PG_URL_ENV, PRISMQ, system_class
 
 ROOT = runner.ROOT
 RESULTS_DIR = runner.RESULTS_DIR
@@ -53,7 +53,7 @@ PROBE_ENV = "PRISMQ_REVISIONS_PROBE_DIR"
 PROBED_PACKAGES = ("queue_core", "workers", "benchmarks", "migrations")
 WORKLOADS = ("W1", "W3", "W4")
 BACKENDS = ("sqlite", "postgresql")
-SYSTEM_OF = {"sqlite": "prismq_sqlite", "postgresql": "prismq_postgresql"}
+SYSTEM_OF = {system_class(name).BACKEND: name for name in PRISMQ}
 TREES = ("base", "head")
 # The harness files whose code is measured along with the queue's: the report says whether
 # they are the same in both trees.

@@ -5,6 +5,7 @@ revision, and the temporary worktree is gone afterwards. Nothing here asserts a 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from benchmarks import revisions
 
+PG_ENV = "PRISMQ_QUEUE_TEST_POSTGRES_URL"
 BASE = "7fc61c0"  # the last commit before flow control (docs/benchmarks.md)
 
 
@@ -68,9 +70,29 @@ def test_quick_run_compares_two_trees(tmp_path: Path) -> None:
     for tree in revisions.TREES:
         w3 = doc["raw"][tree]["sqlite"]["W3_drain_1proc"][0]
         assert w3["ok"], w3.get("error")
-        assert w3["lost"] == 0 and w3["extra_executions"] == 0
+        assert w3["lost"] == 0
+        assert w3["extra_executions"] == 0
         assert w3["probe"]["worker_processes"] == 1
     rows = {(r["workload"], r["metric"]): r for r in doc["summary"]}
     assert rows[("W1_enqueue", "tasks_per_s")]["ratio"] > 0
     assert rows[("W3_drain_1proc", "tasks_per_s")]["ratio"] > 0
     assert "| sqlite | W1_enqueue | **tasks/s** |" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+def test_quick_run_on_postgresql(tmp_path: Path) -> None:
+    """Each tree gets a PostgreSQL database of its own, migrated by its own harness."""
+    if not os.environ.get(PG_ENV):
+        pytest.skip(f"set {PG_ENV} to run the PostgreSQL benchmark")
+    if not (revisions.ROOT / ".git").exists() or revisions.commit_of(BASE) is None:
+        pytest.skip(f"{BASE} is not in this clone (a shallow clone lacks the history)")
+    out = tmp_path / "revisions.json"
+    argv = ["--base", BASE, "--quick", "--backends", "postgresql", "--workloads", "W1"]
+    code = revisions.main([*argv, "--out", str(out), "--no-docs", "--silent"])
+    doc = json.loads(out.read_text())
+    assert code == 0, doc["raw"]
+    assert doc["backends"] == ["postgresql"]
+    revs = {t: doc["trees"][t]["schema_revisions"]["postgresql"] for t in revisions.TREES}
+    assert revs["base"] != revs["head"]
+    assert doc["summary"][0]["ratio"] > 0
