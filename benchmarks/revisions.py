@@ -31,6 +31,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -341,7 +342,11 @@ class Session:
         self.progress.status(label)
         load_before = dict(environment.machine_load(), cpu_busy_pct=busy)
         spec = runner.Job(system, job.key, job.workload, job.args, job.timeout)
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         res = runner.run_job(spec, outdir, env, self.sizes, cwd=path)
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # The job process and the workers it waited for: start-up and preload included.
+        res["job_cpu_s"] = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
         busy_after = None if self.a.quick else environment.cpu_busy(0.3)
         res.update(
             rep=rep,
@@ -418,8 +423,18 @@ def measure(a: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         "notes": s.notes,
     }
     doc["summary"] = summarize(s.raw, s.backends, [j.key for j in jobs])
+    doc["db_per_task"] = db_per_task(s.raw)
     doc["raw"] = s.raw
     return doc
+
+
+def _keys_of(doc: dict[str, Any]) -> list[str]:
+    """The workload keys of a results file, in the order they ran."""
+    keys: dict[str, None] = {}
+    for tree in doc["raw"].values():
+        for runs in tree.values():
+            keys.update(dict.fromkeys(runs))
+    return [k for k in METRICS if k in keys]
 
 
 def _sizes_text(sizes: list[str], nprocs: list[int]) -> str:
@@ -527,6 +542,25 @@ def _row(
     return row
 
 
+DB_COUNTERS = ("xact_commit", "tup_fetched", "tup_returned", "tup_inserted", "tup_updated")
+
+
+def db_per_task(
+    raw: dict[str, dict[str, dict[str, list[dict[str, Any]]]]],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """PostgreSQL W3: the median per task of each pg_stat_database counter, per tree (each
+    tree has a database of its own, so the counters are its alone)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for tree in TREES:
+        for key, runs in raw.get(tree, {}).get("postgresql", {}).items():
+            per_task = [r["db_per_task"] for r in runs if r.get("ok") and r.get("db_per_task")]
+            for counter in DB_COUNTERS:
+                vals = [p[counter] for p in per_task if counter in p]
+                if vals:
+                    out.setdefault(key, {}).setdefault(counter, {})[tree] = statistics.median(vals)
+    return out
+
+
 # --- report ---
 
 
@@ -602,6 +636,21 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"each rep. A verdict 'beyond noise' needs a change over {TOLERANCE:.0%} and the two "
         "trees' reps not overlapping. The primary metric of each workload is in bold.",
     ]
+    if doc.get("db_per_task"):
+        lines += [
+            "",
+            "PostgreSQL W3, per task drained (median; `pg_stat_database` of each tree's own "
+            "database, worker start-up and shutdown included), base → head:",
+            "",
+            "| workload | " + " | ".join(DB_COUNTERS) + " |",
+            "|---|" + "---|" * len(DB_COUNTERS),
+        ]
+        for key, counters in doc["db_per_task"].items():
+            cells = [
+                f"{_f(c.get('base'))} → {_f(c.get('head'))}"
+                for c in (counters.get(name, {}) for name in DB_COUNTERS)
+            ]
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
     if doc["notes"]:
         lines += ["", *[f"- {n}" for n in doc["notes"]]]
     return "\n".join(lines) + "\n"
@@ -645,7 +694,7 @@ def _csv(allowed: tuple[str, ...]):  # type: ignore[no-untyped-def]
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.revisions", description=__doc__)
-    ap.add_argument("--base", required=True, help="the revision to compare against")
+    ap.add_argument("--base", help="the revision to compare against (required to measure)")
     ap.add_argument("--head", default=".", help="a revision, or '.' for the working tree (default)")
     ap.add_argument("--workloads", type=_csv(WORKLOADS), default=list(WORKLOADS))
     ap.add_argument("--backends", type=_csv(BACKENDS), default=list(BACKENDS))
@@ -673,6 +722,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--quiet-max-wait", type=float, default=20.0)
     ap.add_argument("--quiet-wait-budget", type=float, default=180.0)
     ap.add_argument("--silent", action="store_true")
+    ap.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        help="measure nothing: re-render the markdown (and with --docs the docs block) of "
+        "this results JSON",
+    )
     return ap
 
 
@@ -682,14 +738,21 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out or (
         RESULTS_DIR / "raw" / "revisions_quick.json" if a.quick else RESULTS_DIR / "revisions.json"
     )
-    progress = Progress(0, enabled=not a.silent)
     t0 = time.monotonic()
-    doc = measure(a, progress)
+    if a.render is not None:
+        out = a.render
+        doc = json.loads(out.read_text())
+        doc["summary"] = summarize(doc["raw"], doc["backends"], _keys_of(doc))
+        doc["db_per_task"] = db_per_task(doc["raw"])
+    elif a.base is None:
+        parser().error("--base is required (or --render FILE)")
+    else:
+        doc = measure(a, Progress(0, enabled=not a.silent))
     md = render_markdown(doc)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1, default=str))
     out.with_suffix(".md").write_text("## Flow control: no regression when unused\n\n" + md)
-    if a.docs if a.docs is not None else (not a.quick and a.out is None):
+    if a.docs if a.docs is not None else (not a.quick and a.out is None and not a.render):
         update_docs(md, DOCS_PAGE)
     if not a.silent:
         print(md)
