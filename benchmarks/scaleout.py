@@ -1,6 +1,6 @@
 """The scale-out test bed: worker hosts on network namespaces around a throwaway PostgreSQL.
 
-    sudo .venv/bin/python -m benchmarks.scaleout            # everything (~5 min)
+    sudo .venv/bin/python -m benchmarks.scaleout            # everything (~10 min)
     sudo .venv/bin/python -m benchmarks.scaleout --quick    # smaller runs (~2 min)
     sudo .venv/bin/python -m benchmarks.scaleout --only partition,skew
 
@@ -258,10 +258,12 @@ def measure_latency(bed: NetBed, db: Database, samples: int) -> dict[str, Any]:
     return out
 
 
+# Claims are told by their CTE: pg_stat_statements stores an entry's text normalised (its
+# 'leased' becomes $n) when the statement was not prepared yet, which idle workers' rare
+# claims never are.
 _STATEMENTS = """
 SELECT coalesce(sum(calls), 0),
-       coalesce(sum(calls) FILTER (WHERE query ILIKE '%FOR UPDATE SKIP LOCKED%'
-                                   AND query ILIKE '%SET status = ''leased''%'), 0)
+       coalesce(sum(calls) FILTER (WHERE query ILIKE '%WITH picked AS MATERIALIZED%'), 0)
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()
 """
 
@@ -541,6 +543,20 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"{r['statements_per_second']:.1f} | {r['commits_per_second']:.1f} |"
             )
         lines.append("")
+    if "idle_before" in results:
+        before = results["idle_before"]
+        lines += [
+            f"Before ({before['revision']}, the same bed and method):",
+            "",
+            "| idle workers | claims/s | statements/s | commits/s |",
+            "|---|---|---|---|",
+        ]
+        for r in before["rows"]:
+            lines.append(
+                f"| {r['idle_workers']} | {r['claims_per_second']:.1f} | "
+                f"{r['statements_per_second']:.1f} | {r['commits_per_second']:.1f} |"
+            )
+        lines.append("")
     if "connections" in results:
         lines += [
             "| concurrency | connections per process, idle | at most, draining |",
@@ -614,12 +630,23 @@ def plot(results: dict[str, Any]) -> list[Path]:
         rows = [r for r in results["idle"] if r.get("poll_interval", 0.5) == 0.5]
         fig, ax = plt.subplots(figsize=(6, 3.6))
         xs = [r["idle_workers"] for r in rows]
-        for key, label in (
+        series = (
             ("claims_per_second", "claim statements/s"),
             ("statements_per_second", "all statements/s"),
             ("commits_per_second", "commits/s"),
-        ):
-            ax.plot(xs, [r[key] for r in rows], marker="o", label=label)
+        )
+        for (key, label), colour in zip(series, ("C0", "C1", "C2"), strict=True):
+            ax.plot(xs, [r[key] for r in rows], marker="o", color=colour, label=label)
+        before = results.get("idle_before", {})  # the same bed on an earlier revision
+        for (key, label), colour in zip(series, ("C0", "C1", "C2"), strict=True) if before else ():
+            old = before["rows"]
+            ax.plot(
+                [r["idle_workers"] for r in old],
+                [r[key] for r in old],
+                linestyle="--",
+                color=colour,
+                label=f"{label}, {before['revision']}",
+            )
         ax.set_xlabel("idle worker processes (--poll-interval 0.5 s)")
         ax.set_ylabel("per second")
         ax.set_title("Database load from idle workers")
