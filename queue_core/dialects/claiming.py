@@ -49,6 +49,8 @@ class SqlClaimer:
         self.sql = sql
         self._statement = sql.dbapi_sql(sql.CLAIM_SQL[strategy])
         self._setup = tuple(sql.dbapi_sql(statement) for statement in sql.CLAIM_SETUP_SQL)
+        setup_limited = sql.CLAIM_SETUP_LIMITED_TYPES_SQL
+        self._setup_limited = sql.dbapi_sql(setup_limited) if setup_limited else None
         self._limited_statement = sql.dbapi_sql(sql.CLAIM_LIMITED_SQL[strategy])
         self._flow = FlowStatements(sql)
         self._sort_key = _SORT_KEYS[strategy]
@@ -56,11 +58,17 @@ class SqlClaimer:
     def claim(self, cursor: Any, request: ClaimRequest, now: datetime) -> list[ClaimedTask]:
         if request.limit < 1 or not request.types:
             return []
-        for setup in self._setup:  # what pins the claim's plan (see CLAIM_SETUP_SQL)
-            cursor.execute(setup)
+        limited: list[str] | None = None  # the worker's limited types, when read up front
+        if self._setup_limited is not None:
+            # What pins the claim's plan and the limited types, in one round trip.
+            cursor.execute(self._setup_limited, {"types": self.sql.encode_types(request.types)})
+            limited = list(cursor.fetchone()[-1])
+        else:
+            for setup in self._setup:  # what pins the claim's plan (see CLAIM_SETUP_SQL)
+                cursor.execute(setup)
         claimed = self._run(cursor, self._statement, request, now)
         free = request.limit - len(claimed)
-        if free > 0:
+        if free > 0 and limited != []:
             # Slots left: serve the worker's limited types, if any (dialects/flow.py). Types
             # without a task_types row never get here while the common claim fills the slots.
             claimed += claim_limited(
@@ -70,6 +78,7 @@ class SqlClaimer:
                 now,
                 free,
                 lambda one_type: self._run(cursor, self._limited_statement, one_type, now),
+                limited,
             )
             claimed.sort(key=self._sort_key)
         return claimed

@@ -78,12 +78,15 @@ def claim_limited(
     now: datetime,
     wanted: int,
     run: Callable[[ClaimRequest], list[ClaimedTask]],
+    limited: list[str] | None = None,
 ) -> list[ClaimedTask]:
     """Claim up to ``wanted`` tasks of the request's limited types; ``run`` runs the
-    strategy's limited statement for a request of one type."""
+    strategy's limited statement for a request of one type. ``limited``: the request's
+    limited types when the caller read them already (LIMITED_TYPES_SQL's rows)."""
     sql = statements.sql
-    cursor.execute(statements.limited_types, {"types": sql.encode_types(request.types)})
-    limited = [row[0] for row in cursor.fetchall()]
+    if limited is None:
+        cursor.execute(statements.limited_types, {"types": sql.encode_types(request.types)})
+        limited = [row[0] for row in cursor.fetchall()]
     claimed: list[ClaimedTask] = []
     for task_type in limited:
         if wanted <= 0:

@@ -182,6 +182,10 @@ WHERE NOT paused AND type IN (SELECT value FROM json_each(:types))
 ORDER BY type
 """
 
+# SQLite reads LIMITED_TYPES_SQL in process, only when a claim leaves slots free: there is no
+# round trip to save (postgresql_sql.CLAIM_SETUP_LIMITED_TYPES_SQL).
+CLAIM_SETUP_LIMITED_TYPES_SQL: str | None = None
+
 # A limited type's limits. BEGIN IMMEDIATE already serialises every claim.
 LOCK_TYPE_SQL = """
 SELECT max_running, rate_count, rate_per_seconds FROM task_types

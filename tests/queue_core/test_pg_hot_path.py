@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
+from queue_core.claims import ClaimRequest
 from queue_core.clock import ManualClock
 from queue_core.database import Database
 from queue_core.dialects import connections
 from queue_core.errors import DatabaseUnavailable
-from queue_core.repositories import LeaseRepository, TaskRepository
+from queue_core.repositories import LeaseRepository, TaskRepository, TypeRepository
 from queue_core.settings import PG_NOTIFY_CHANNEL
 
 pytestmark = pytest.mark.postgres
@@ -107,3 +109,41 @@ def test_unchecked_dead_connection_surfaces_as_unavailable_then_recovers(
     with contextlib.suppress(DatabaseUnavailable):  # the statement met the dead connection
         tasks.enqueue(type="t")
     assert tasks.enqueue(type="t").created
+
+
+class _CountingCursor:
+    """A DBAPI cursor that counts the statements run on it."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+        self.statements: list[str] = []
+
+    def execute(self, statement: str, params: Any = None) -> Any:
+        self.statements.append(" ".join(statement.split())[:40])
+        return self.cursor.execute(statement, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cursor, name)
+
+
+def test_claim_leaving_slots_free_costs_two_statements_without_limits(
+    pg_db: Database, clock: ManualClock
+) -> None:
+    """Setup and the limited types in one round trip, then the claim: a worker that uses no
+    flow control pays no statement for it, even when the claim leaves slots free (issue 13)."""
+    tasks = TaskRepository(pg_db, clock)
+    claimer = LeaseRepository(pg_db, clock).claimer("fifo")
+    tasks.enqueue(type="t")
+    for expected in (1, 0):  # one task of the five asked for, then none
+        with pg_db.raw.transaction() as raw:
+            cursor = _CountingCursor(raw)
+            got = claimer.claim(cursor, ClaimRequest("w", ["t"], {}, 5, 30.0), clock())
+        assert len(got) == expected
+        assert len(cursor.statements) == 2, cursor.statements
+    TypeRepository(pg_db, clock).set_limits("t", max_running=5)
+    tasks.enqueue(type="t")
+    with pg_db.raw.transaction() as raw:
+        cursor = _CountingCursor(raw)
+        [task] = claimer.claim(cursor, ClaimRequest("w", ["t"], {}, 5, 30.0), clock())
+    assert task.type == "t"  # served by the limited claim
+    assert len(cursor.statements) > 2
