@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from queue_core.audit import TaskLogWriter
 from queue_core.dialects import READ_ONLY_OPTION, Dialect, TaskWaiter, dialect_for
 from queue_core.dialects.connections import RawWriter
+from queue_core.dialects.finished import FinishedWaiters
 from queue_core.errors import DatabaseMissing, DatabaseUnavailable, SchemaMissing
 from queue_core.settings import QueueSettings, resolve_database_url
 from queue_core.types import utc_now_default
@@ -42,6 +43,7 @@ class Database:
         """The one task_logs writer (PRISMQ_QUEUE_AUDIT applied)."""
         self._raw: RawWriter | None = None
         self._raw_lock = threading.Lock()
+        self._finished: FinishedWaiters | None = None
 
     @property
     def raw(self) -> RawWriter:
@@ -85,6 +87,15 @@ class Database:
             value: datetime = conn.execute(select(utc_now_default())).scalar_one()
         return value
 
+    @property
+    def finished_waiters(self) -> FinishedWaiters:
+        """Every wait for a finished task of this Database registers here (one listener for
+        all of them: ``Dialect.finished_listener``)."""
+        with self._raw_lock:
+            if self._finished is None:
+                self._finished = self.dialect.finished_listener(self.engine)
+            return self._finished
+
     def new_task_waiter(self) -> TaskWaiter:
         return self.dialect.new_task_waiter(self.engine)
 
@@ -93,6 +104,10 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     def dispose(self) -> None:
+        with self._raw_lock:
+            finished, self._finished = self._finished, None
+        if finished is not None:
+            finished.close()
         self.engine.dispose()
 
     def __enter__(self) -> Database:

@@ -62,6 +62,9 @@ POLL_INTERVAL_DEFAULT = 0.5
 # TaskRepository.wait reads the task once per this interval, never faster than a worker polls
 # (CONTRACT §9): a 10-second wait is about 20 short reads, each on a connection held only for it.
 WAIT_POLL_INTERVAL_SECONDS = POLL_INTERVAL_DEFAULT
+# Where a notification announces finished tasks (PostgreSQL's LISTEN), a wait re-reads the
+# task only this often, in case a notification was lost (a dropped LISTEN connection).
+WAIT_FALLBACK_SECONDS = 5.0
 WAIT_REST_MAX_SECONDS = 60.0  # GET /api/queue/tasks/{id}?wait= (CONTRACT §8)
 WAIT_CLI_MAX_SECONDS = 10 * 365 * 86_400.0  # `tasks wait --timeout`: past it is a typo
 IDLE_BACKOFF_MIN_SECONDS = 0.001
@@ -97,6 +100,15 @@ PG_LOST_CLIENT_TIMEOUT_SECONDS = 10.0
 PG_MAX_OVERFLOW = 10
 PG_POOL_TIMEOUT_SECONDS = 30.0
 PG_NOTIFY_CHANNEL = "prismq_queue_new_task"
+# Tasks reached completed, failed or cancelled; the payload lists their ids ("1,2,3"), or is
+# empty ("re-check every task") when the list would pass PG_FINISHED_PAYLOAD_MAX_BYTES (the
+# server refuses payloads of 8000 bytes and more).
+PG_FINISHED_CHANNEL = "prismq_queue_finished"
+PG_FINISHED_PAYLOAD_MAX_BYTES = 7900
+# The LISTEN connection of waits (queue_core/dialects/pg_listener.py): reconnect after a
+# failure this long after it; close it once no wait has needed it for this long.
+PG_LISTENER_RETRY_SECONDS = 2.0
+PG_LISTENER_IDLE_SECONDS = 60.0
 PG_PING_AFTER_IDLE_SECONDS = 1.0  # the hot path checks a kept connection idle this long
 # A worker's LISTEN connection proves at start that notifications reach it (not behind
 # PgBouncer in transaction mode) within this long, and TCP keepalives (libpq's keepalives_*,

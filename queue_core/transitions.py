@@ -273,8 +273,9 @@ def apply_outcomes(
     logs.write(cursor, entries)
     # Tasks that depend on the ones that just ended: counted down or cancelled, in this same
     # transaction (queue_core/dependencies.py).
-    if ended and dependencies.after_transitions(cursor, dialect.sql, logs, ended, now).ready:
-        requeued = True
+    cascade = _cascade(dialect, logs, cursor, ended, now)
+    requeued |= bool(cascade.ready)
+    dialect.notify_finished_raw(cursor, _finished(applied, cascade))
     if requeued:
         dialect.notify_new_tasks_raw(cursor)  # idle workers may sleep until then
     return applied
@@ -341,9 +342,23 @@ def apply_recovered(
                 )
             )
     logs.write(cursor, entries)
-    if ended:
-        dependencies.after_transitions(cursor, dialect.sql, logs, ended, now)
+    cascade = _cascade(dialect, logs, cursor, ended, now)
+    dialect.notify_finished_raw(cursor, _finished(applied, cascade))
     return applied
+
+
+def _cascade(
+    dialect: Dialect, logs: TaskLogWriter, cursor: Any, ended: dict[int, str], now: datetime
+) -> dependencies.CascadeReport:
+    if not ended:
+        return dependencies.CascadeReport()
+    return dependencies.after_transitions(cursor, dialect.sql, logs, ended, now)
+
+
+def _finished(applied: Applied, cascade: dependencies.CascadeReport) -> list[int]:
+    """Every task the transaction ended, for the waits on them (``notify_finished_raw``)."""
+    ended = [task_id for task_id, status in applied.status.items() if status in _ENDED]
+    return ended + list(cascade.cancelled)
 
 
 __all__ = [

@@ -15,7 +15,7 @@ or a DBAPI cursor they work on.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +31,7 @@ from queue_core.states import SchedulingStrategy
 if TYPE_CHECKING:
     from queue_core.dialects.claiming import TaskClaimer
     from queue_core.dialects.connections import RawWriter
+    from queue_core.dialects.finished import FinishedWaiters
 
 READ_ONLY_OPTION = "prismq_read_only"
 """Execution option: a connection carrying it begins a read transaction (deferred on SQLite)."""
@@ -163,6 +164,16 @@ class Dialect(Protocol):
 
     def new_task_waiter(self, engine: Engine) -> TaskWaiter:
         """An object an idle worker sleeps on until new work may be there."""
+
+    def notify_finished_raw(self, cursor: Any, task_ids: Collection[int]) -> None:
+        """Announce, at commit, that ``task_ids`` reached completed, failed or cancelled in
+        the cursor's transaction (nothing when empty; a no-op where nothing listens). Called
+        once per transaction, with every id it ended."""
+
+    def finished_listener(self, engine: Engine) -> FinishedWaiters:
+        """The registry of waits for finished tasks, fed by whatever this database can
+        announce them with (PostgreSQL: one LISTEN connection; SQLite: nothing, so waits
+        poll). A Database keeps one and shares it between all its waits."""
 
     def missing_database(self, url: str) -> str | None:
         """Where the database would be when it does not exist yet (SQLite: no file), else None.

@@ -12,7 +12,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,13 @@ from queue_core.dialects import DISK_FULL, GuardedResult, GuardedRow, LogRow, fi
 from queue_core.dialects import postgresql_sql as sql_module
 from queue_core.dialects.claiming import TaskClaimer, create_claimer
 from queue_core.dialects.connections import RawWriter, idle_for
+from queue_core.dialects.finished import finished_payload
 from queue_core.dialects.guarded import GuardedStatements
+from queue_core.dialects.pg_listener import PgFinishedListener
 from queue_core.errors import NotSupportedOnBackend, UnsupportedDatabase
 from queue_core.settings import (
+    PG_FINISHED_CHANNEL,
+    PG_FINISHED_PAYLOAD_MAX_BYTES,
     PG_LISTEN_KEEPALIVES,
     PG_LISTEN_PROBE_SECONDS,
     PG_MAX_OVERFLOW,
@@ -81,6 +85,7 @@ class PostgresDialect:
         self._enqueue_logged_sql = sql_module.dbapi_sql(sql_module.ENQUEUE_LOGGED_SQL)
         self._enqueue_notify_sql = sql_module.dbapi_sql(sql_module.ENQUEUE_NOTIFY_SQL)
         self._guarded = GuardedStatements(sql_module)
+        self._notify_finished_sql = "SELECT pg_notify(%s, %s)"
 
     def create_engine(self, url: str, settings: QueueSettings) -> Engine:
         try:
@@ -153,6 +158,14 @@ class PostgresDialect:
 
     def notify_new_tasks_raw(self, cursor: Any) -> None:
         cursor.execute(f"NOTIFY {PG_NOTIFY_CHANNEL}")
+
+    def notify_finished_raw(self, cursor: Any, task_ids: Collection[int]) -> None:
+        if task_ids:
+            payload = finished_payload(task_ids, PG_FINISHED_PAYLOAD_MAX_BYTES)
+            cursor.execute(self._notify_finished_sql, (PG_FINISHED_CHANNEL, payload))
+
+    def finished_listener(self, engine: Engine) -> PgFinishedListener:
+        return PgFinishedListener(engine.url)
 
     def is_unavailable(self, error: BaseException) -> bool:
         if isinstance(error, DBAPIError) and error.connection_invalidated:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from queue_core.dialects import (
 from queue_core.dialects import sqlite_sql as sql_module
 from queue_core.dialects.claiming import TaskClaimer, create_claimer
 from queue_core.dialects.connections import RawWriter, kept_for
+from queue_core.dialects.finished import FinishedWaiters
 from queue_core.dialects.guarded import GuardedStatements
 from queue_core.errors import DatabaseUnavailable, NotSupportedOnBackend, UnsupportedDatabase
 from queue_core.settings import (
@@ -204,6 +205,12 @@ class SqliteDialect:
 
     def notify_new_tasks_raw(self, cursor: Any) -> None:
         self.notify_new_tasks_locally()
+
+    def notify_finished_raw(self, cursor: Any, task_ids: Collection[int]) -> None:
+        pass  # nothing listens on SQLite: a wait re-reads its task at the poll interval
+
+    def finished_listener(self, engine: Engine) -> FinishedWaiters:
+        return FinishedWaiters()
 
     def notify_new_tasks_locally(self) -> None:
         for waiter in list(self._local_wakeups):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import random
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,9 +33,15 @@ from queue_core.repositories._common import (
 )
 from queue_core.repositories.counts import count_by_type
 from queue_core.schemas import QueueStats, Task, TaskCreate, TaskLog
-from queue_core.settings import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, WAIT_POLL_INTERVAL_SECONDS
+from queue_core.settings import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    WAIT_FALLBACK_SECONDS,
+    WAIT_POLL_INTERVAL_SECONDS,
+)
 from queue_core.states import RETRYABLE_STATES, TERMINAL_STATES, TaskStatus
 from queue_core.validation import encode_document, json_equal
+from queue_core.waiting import wait_for, wait_for_async
 
 SNAPSHOT_CHUNK = 500  # ids or keys per IN (...) list: far below both databases' parameter limits
 
@@ -117,11 +122,19 @@ class _NewRow:
 _ENDED_BADLY = (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
 
 
-def _dependents_ended(db: Database, conn: Connection, ended: dict[int, str], now: datetime) -> None:
-    """Cancel the dependents of tasks that just ended badly, in the caller's transaction."""
+def _cancelled(
+    db: Database, conn: Connection, task_id: int, has_dependents: bool, now: datetime
+) -> None:
+    """After ``task_id`` was cancelled in the caller's transaction: cancel the dependents
+    waiting for it, and announce all of them finished to their waits."""
     cursor = conn.connection.cursor()
     try:
-        dependencies.dependencies_ended(cursor, db.dialect.sql, db.log_writer, ended, now)
+        cancelled = [task_id]
+        if has_dependents:
+            ended = {task_id: TaskStatus.CANCELLED.value}
+            sql, logs = db.dialect.sql, db.log_writer
+            cancelled += dependencies.dependencies_ended(cursor, sql, logs, ended, now)
+        db.dialect.notify_finished_raw(cursor, cancelled)
     finally:
         cursor.close()
 
@@ -421,14 +434,21 @@ class TaskRepository:
 
         Raises TaskNotFound at once for an unknown id, and :class:`TaskWaitTimeout` (a
         ``TimeoutError`` carrying the task as last read) when ``timeout`` seconds pass first.
-        The task is read once per ``poll_interval`` (the worker's default poll interval), each
-        read on a connection held only for it: no busy loop, nothing held while it sleeps.
+        The wait sleeps until the database announces the task finished (PostgreSQL: one
+        LISTEN connection per Database, shared by every wait), re-reading the task's status
+        every ``WAIT_FALLBACK_SECONDS`` in case an announcement was lost, or every
+        ``poll_interval`` where nothing is announced (SQLite) or LISTEN fails. Each read holds
+        a connection only for itself (:mod:`queue_core.waiting`).
         """
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        while True:
-            if self._is_terminal(task_id):
-                return self.get(task_id)
-            time.sleep(self._next_pause(task_id, deadline, timeout, poll_interval))
+        finished = wait_for(
+            self.db.finished_waiters,
+            task_id,
+            lambda: self._is_terminal(task_id),
+            timeout=timeout,
+            poll_interval=poll_interval,
+            fallback_interval=WAIT_FALLBACK_SECONDS,
+        )
+        return self._waited(task_id, finished, timeout)
 
     async def wait_async(
         self,
@@ -437,16 +457,18 @@ class TaskRepository:
         *,
         poll_interval: float = WAIT_POLL_INTERVAL_SECONDS,
     ) -> Task:
-        """:meth:`wait` for an event loop: between reads it awaits ``asyncio.sleep``, holding
-        neither a thread nor a database connection; each read runs briefly in a thread."""
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        while True:
-            if await asyncio.to_thread(self._is_terminal, task_id):
-                return await asyncio.to_thread(self.get, task_id)
-            pause = await asyncio.to_thread(
-                self._next_pause, task_id, deadline, timeout, poll_interval
-            )
-            await asyncio.sleep(pause)
+        """:meth:`wait` for an event loop: between reads it awaits an event the listener
+        sets, holding neither a thread nor a database connection; each read runs briefly in
+        a thread."""
+        finished = await wait_for_async(
+            self.db.finished_waiters,
+            task_id,
+            lambda: self._is_terminal(task_id),
+            timeout=timeout,
+            poll_interval=poll_interval,
+            fallback_interval=WAIT_FALLBACK_SECONDS,
+        )
+        return await asyncio.to_thread(self._waited, task_id, finished, timeout)
 
     def _is_terminal(self, task_id: int) -> bool:
         """One short read of the task's status alone (the whole task, with its dependencies,
@@ -457,18 +479,13 @@ class TaskRepository:
             raise TaskNotFound(task_id)
         return TaskStatus(status) in TERMINAL_STATES
 
-    def _next_pause(
-        self, task_id: int, deadline: float | None, timeout: float | None, poll_interval: float
-    ) -> float:
-        """How long to sleep before reading the task again; past the deadline, TaskWaitTimeout
-        with the task as it is now."""
-        if deadline is None:
-            return poll_interval
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            assert timeout is not None
-            raise TaskWaitTimeout(self.get(task_id), timeout)
-        return min(poll_interval, remaining)
+    def _waited(self, task_id: int, finished: bool, timeout: float | None) -> Task:
+        """The task at the end of a wait; past the deadline (and still not terminal),
+        TaskWaitTimeout with it."""
+        task = self.get(task_id)
+        if not finished and task.status not in TERMINAL_STATES:
+            raise TaskWaitTimeout(task, timeout or 0.0)
+        return task
 
     def list(
         self,
@@ -558,8 +575,7 @@ class TaskRepository:
                 self._write_logs(
                     conn, [log_entry(task_id, "cancelled", now, event="cancelled", actor=actor)]
                 )
-                if row.has_dependents:
-                    _dependents_ended(self.db, conn, {task_id: TaskStatus.CANCELLED.value}, now)
+                _cancelled(self.db, conn, task_id, row.has_dependents, now)
                 return CancelResult(task_from_row(row), immediate=True)
             row = conn.execute(
                 update(TASKS)
