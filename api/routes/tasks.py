@@ -214,8 +214,9 @@ async def get_task(
         ),
     ] = None,
 ) -> Response:
-    """With `wait`, a long poll: the server re-reads the task once per poll interval and holds
-    neither a database connection nor a thread in between."""
+    """With `wait`, a long poll: the server answers as soon as the task is finished (on
+    PostgreSQL a notification wakes it; on SQLite it re-reads the task once per poll interval)
+    and holds neither a database connection nor a thread in between."""
     if not wait:
         return json_model(await run_in_threadpool(tasks.get, task_id))
     try:

@@ -107,11 +107,9 @@ class PgFinishedListener(FinishedWaiters):
             self._deaf = True
 
     def close(self) -> None:
+        # Not joined: the thread sees the flag within TICK_SECONDS and closes its connection;
+        # a CLI `tasks wait` should not linger that long after its answer.
         self._stop.set()
-        with self._thread_lock:
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(TICK_SECONDS * 2)
 
     def _run(self) -> None:
         try:
