@@ -109,6 +109,13 @@ PG_FINISHED_PAYLOAD_MAX_BYTES = 7900
 # failure this long after it; close it once no wait has needed it for this long.
 PG_LISTENER_RETRY_SECONDS = 2.0
 PG_LISTENER_IDLE_SECONDS = 60.0
+# A transaction sends that notification only while some session of the database LISTENs for
+# it (its application_name, in pg_stat_activity), which each process looks up at most once per
+# PG_LISTENER_LOOKUP_SECONDS: a drain nobody waits on pays nothing. A new listener is counted
+# live (waits sleep past the poll interval) only once every process must have seen it.
+PG_LISTENER_APPLICATION_NAME = "prismq-queue-wait-listener"
+PG_LISTENER_LOOKUP_SECONDS = 0.5
+PG_LISTENER_WARMUP_SECONDS = 2 * PG_LISTENER_LOOKUP_SECONDS
 PG_PING_AFTER_IDLE_SECONDS = 1.0  # the hot path checks a kept connection idle this long
 # A worker's LISTEN connection proves at start that notifications reach it (not behind
 # PgBouncer in transaction mode) within this long, and TCP keepalives (libpq's keepalives_*,

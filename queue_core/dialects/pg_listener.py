@@ -1,7 +1,9 @@
 """One LISTEN connection per Database that wakes every wait for a finished task.
 
 Every transaction that ends tasks (completed, failed, cancelled) sends one
-``pg_notify(PG_FINISHED_CHANNEL, '<ids>')`` (``PostgresDialect.notify_finished_raw``). A
+``pg_notify(PG_FINISHED_CHANNEL, '<ids>')`` (``PostgresDialect.notify_finished_raw``) while
+some session LISTENs for it (:class:`ListenerPresence`: a NOTIFY serialises the commits of
+every notifying transaction on the server, which a drain nobody waits on should not pay). A
 thread of its own LISTENs on one connection and calls the waits of the ids it hears
 (:class:`queue_core.dialects.finished.FinishedWaiters`): a thousand concurrent long polls of
 the API hold that one connection and one thread, and no thread of a pool.
@@ -30,8 +32,11 @@ from sqlalchemy.engine import URL
 from queue_core.dialects.finished import FinishedWaiters, Subscription, parse_payload
 from queue_core.settings import (
     PG_FINISHED_CHANNEL,
+    PG_LISTENER_APPLICATION_NAME,
     PG_LISTENER_IDLE_SECONDS,
+    PG_LISTENER_LOOKUP_SECONDS,
     PG_LISTENER_RETRY_SECONDS,
+    PG_LISTENER_WARMUP_SECONDS,
 )
 
 log = logging.getLogger("prismq.queue.wait")
@@ -40,8 +45,11 @@ TICK_SECONDS = 1.0
 """How often the thread looks up from the socket: to stop, or to end when idle."""
 
 
-def listen_connection(url: URL, channel: str) -> Any:
-    """A psycopg connection in autocommit that LISTENs on ``channel``."""
+def listen_connection(
+    url: URL, channel: str, application_name: str = PG_LISTENER_APPLICATION_NAME
+) -> Any:
+    """A psycopg connection in autocommit that LISTENs on ``channel``, named
+    ``application_name`` so that writers see it (:class:`ListenerPresence`)."""
     import psycopg
 
     params: dict[str, Any] = {
@@ -52,6 +60,7 @@ def listen_connection(url: URL, channel: str) -> Any:
         "dbname": url.database,
     }
     params.update(url.query)  # e.g. options=-csearch_path=...
+    params["application_name"] = application_name
     conn = psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v is not None})
     try:
         conn.execute(f"LISTEN {channel}")
@@ -59,6 +68,43 @@ def listen_connection(url: URL, channel: str) -> Any:
         conn.close()
         raise
     return conn
+
+
+# application_name is one of the columns of pg_stat_activity every role may read.
+LISTENER_LOOKUP_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
+    " WHERE application_name = %s AND datname = current_database())"
+)
+
+
+class ListenerPresence:
+    """Whether any session of the database LISTENs for finished tasks: a writer notifies only
+    then. Looked up on the writer's own cursor at most once per ``lookup_seconds``.
+
+    A listener that connects just after a writer looked is missed by that writer until its
+    next lookup: waits count a new listener live only after PG_LISTENER_WARMUP_SECONDS and
+    poll meanwhile, so that a task ended unannounced is still found at the poll interval.
+    """
+
+    def __init__(
+        self,
+        application_name: str = PG_LISTENER_APPLICATION_NAME,
+        lookup_seconds: float = PG_LISTENER_LOOKUP_SECONDS,
+    ) -> None:
+        self._application_name = application_name
+        self._lookup_seconds = lookup_seconds
+        self._looked_at = -lookup_seconds
+        self._present = True
+        self.lookups = 0
+
+    def someone_listens(self, cursor: Any) -> bool:
+        now = time.monotonic()
+        if now - self._looked_at >= self._lookup_seconds:
+            cursor.execute(LISTENER_LOOKUP_SQL, (self._application_name,))
+            self._present = bool(cursor.fetchone()[0])
+            self._looked_at = now
+            self.lookups += 1
+        return self._present
 
 
 class PgFinishedListener(FinishedWaiters):
@@ -69,8 +115,11 @@ class PgFinishedListener(FinishedWaiters):
         channel: str = PG_FINISHED_CHANNEL,
         idle_seconds: float = PG_LISTENER_IDLE_SECONDS,
         retry_seconds: float = PG_LISTENER_RETRY_SECONDS,
+        warmup_seconds: float = PG_LISTENER_WARMUP_SECONDS,
     ) -> None:
         super().__init__()
+        self._warmup_seconds = warmup_seconds
+        self._live_from = 0.0
         self._url = url
         self._channel = channel
         self._idle_seconds = idle_seconds
@@ -85,7 +134,7 @@ class PgFinishedListener(FinishedWaiters):
 
     @property
     def live(self) -> bool:
-        return self._listening and not self._deaf
+        return self._listening and not self._deaf and time.monotonic() >= self._live_from
 
     def subscribe(self, task_id: int, wake: Callable[[], object]) -> Subscription:
         subscription = super().subscribe(task_id, wake)
@@ -171,6 +220,7 @@ class PgFinishedListener(FinishedWaiters):
             return True
 
     def _set_listening(self, listening: bool) -> None:
+        self._live_from = time.monotonic() + self._warmup_seconds
         self._listening = listening
         self._deaf = False
         # Listening from now on, or not any more: either way notifications may have been
@@ -178,4 +228,4 @@ class PgFinishedListener(FinishedWaiters):
         self.finished(None)
 
 
-__all__ = ["PgFinishedListener", "listen_connection"]
+__all__ = ["ListenerPresence", "PgFinishedListener", "listen_connection"]

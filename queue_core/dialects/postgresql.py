@@ -29,7 +29,7 @@ from queue_core.dialects.claiming import TaskClaimer, create_claimer
 from queue_core.dialects.connections import RawWriter, idle_for
 from queue_core.dialects.finished import finished_payload
 from queue_core.dialects.guarded import GuardedStatements
-from queue_core.dialects.pg_listener import PgFinishedListener
+from queue_core.dialects.pg_listener import ListenerPresence, PgFinishedListener
 from queue_core.errors import NotSupportedOnBackend, UnsupportedDatabase
 from queue_core.settings import (
     PG_FINISHED_CHANNEL,
@@ -86,6 +86,7 @@ class PostgresDialect:
         self._enqueue_notify_sql = sql_module.dbapi_sql(sql_module.ENQUEUE_NOTIFY_SQL)
         self._guarded = GuardedStatements(sql_module)
         self._notify_finished_sql = "SELECT pg_notify(%s, %s)"
+        self._listeners = ListenerPresence()
 
     def create_engine(self, url: str, settings: QueueSettings) -> Engine:
         try:
@@ -160,7 +161,7 @@ class PostgresDialect:
         cursor.execute(f"NOTIFY {PG_NOTIFY_CHANNEL}")
 
     def notify_finished_raw(self, cursor: Any, task_ids: Collection[int]) -> None:
-        if task_ids:
+        if task_ids and self._listeners.someone_listens(cursor):
             payload = finished_payload(task_ids, PG_FINISHED_PAYLOAD_MAX_BYTES)
             cursor.execute(self._notify_finished_sql, (PG_FINISHED_CHANNEL, payload))
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from queue_core.clock import ManualClock
 from queue_core.database import Database
 from queue_core.dialects.finished import finished_payload, parse_payload
-from queue_core.dialects.pg_listener import PgFinishedListener, listen_connection
+from queue_core.dialects.pg_listener import ListenerPresence, PgFinishedListener, listen_connection
 from queue_core.repositories import LeaseRepository, TaskRepository
 from queue_core.schemas import TaskCreate
 from queue_core.settings import PG_FINISHED_CHANNEL, WAIT_FALLBACK_SECONDS
@@ -160,11 +160,23 @@ def _complete_elsewhere(url: str, task_type: str, delay: float) -> subprocess.Po
     )
 
 
+def _until_live(db: Database) -> None:
+    """Start the Database's listener and wait out its warm-up (every process has seen it)."""
+    listener = db.finished_waiters
+    subscription = listener.subscribe(0, lambda: None)
+    deadline = time.monotonic() + 30
+    while not listener.live and time.monotonic() < deadline:
+        time.sleep(0.05)
+    listener.unsubscribe(subscription)
+    assert listener.live
+
+
 def test_a_wait_ends_moments_after_another_process_completes_the_task(
     pg_db: Database,
 ) -> None:
     tasks = TaskRepository(pg_db)
     task_id = tasks.enqueue(type="n.elsewhere").task.task_id
+    _until_live(pg_db)
     other = _complete_elsewhere(pg_db.url, "n.elsewhere", 2.0)
     try:
         done = tasks.wait(task_id, timeout=30)
@@ -253,6 +265,7 @@ def test_a_listener_that_hears_nothing_gives_way_to_polling(
     finds its task on the fallback re-read; from then on waits poll."""
     deaf = PgFinishedListener(pg_db.engine.url, channel="prismq_queue_nobody_sends_here")
     monkeypatch.setattr(pg_db.dialect, "finished_listener", lambda engine: deaf)
+    _until_live(pg_db)
     tasks = TaskRepository(pg_db)
     first = tasks.enqueue(type="n.deaf").task.task_id
     _finish_later(pg_db, "n.deaf", 0.5)
@@ -288,3 +301,34 @@ def test_the_listener_ends_when_no_wait_needs_it(pg_db: Database) -> None:
     assert listener.live
     assert listener.connections == 2
     listener.close()
+
+
+def test_writers_notify_only_while_a_listener_is_there(pg_db: Database) -> None:
+    """A drain nobody waits on sends no NOTIFY: a writer looks for a listening session (by
+    its application_name) at most once per lookup interval."""
+    name = f"prismq-test-listener-{random.randrange(10**9)}"
+    presence = ListenerPresence(name, lookup_seconds=0.3)
+    raw = pg_db.engine.raw_connection()
+
+    def someone_listens() -> bool:
+        # A transaction each, as a writer's: pg_stat_activity is read once per transaction.
+        try:
+            return presence.someone_listens(raw.cursor())
+        finally:
+            raw.commit()
+
+    try:
+        assert not someone_listens()
+        listener = listen_connection(pg_db.engine.url, PG_FINISHED_CHANNEL, name)
+        try:
+            assert not someone_listens()  # the last look is still trusted
+            assert presence.lookups == 1
+            time.sleep(0.35)
+            assert someone_listens()
+            assert presence.lookups == 2
+        finally:
+            listener.close()
+        time.sleep(0.35)
+        assert not someone_listens()
+    finally:
+        raw.close()
