@@ -118,9 +118,10 @@ PG_LISTENER_LOOKUP_SECONDS = 0.5
 PG_LISTENER_WARMUP_SECONDS = 2 * PG_LISTENER_LOOKUP_SECONDS
 PG_PING_AFTER_IDLE_SECONDS = 1.0  # the hot path checks a kept connection idle this long
 # A worker's LISTEN connection proves at start that notifications reach it (not behind
-# PgBouncer in transaction mode) within this long, and TCP keepalives (libpq's keepalives_*,
-# unless the URL sets them) find it dead within idle + interval x count seconds: a silent
-# LISTEN would otherwise let idle workers sleep through new work.
+# PgBouncer in transaction mode) within this long. Every LISTEN connection (workers' and
+# waits') uses TCP keepalives (libpq's keepalives_*, unless the URL sets them) to find a dead
+# connection within idle + interval x count seconds: a silent LISTEN would otherwise let idle
+# workers sleep through new work.
 PG_LISTEN_PROBE_SECONDS = 2.0
 PG_LISTEN_KEEPALIVES = {
     "keepalives": 1,

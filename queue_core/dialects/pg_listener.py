@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL
 from queue_core.dialects.finished import FinishedWaiters, Subscription, parse_payload
 from queue_core.settings import (
     PG_FINISHED_CHANNEL,
+    PG_LISTEN_KEEPALIVES,
     PG_LISTENER_APPLICATION_NAME,
     PG_LISTENER_IDLE_SECONDS,
     PG_LISTENER_LOOKUP_SECONDS,
@@ -46,10 +47,12 @@ TICK_SECONDS = 1.0
 
 
 def listen_connection(
-    url: URL, channel: str, application_name: str = PG_LISTENER_APPLICATION_NAME
+    url: URL, channel: str, application_name: str | None = PG_LISTENER_APPLICATION_NAME
 ) -> Any:
-    """A psycopg connection in autocommit that LISTENs on ``channel``, named
-    ``application_name`` so that writers see it (:class:`ListenerPresence`)."""
+    """A psycopg connection in autocommit that LISTENs on ``channel``, with TCP keepalives
+    (``PG_LISTEN_KEEPALIVES``, unless the URL sets them: a silent dead connection would hear
+    nothing forever), named ``application_name`` (None: as the URL says) so that writers see
+    it (:class:`ListenerPresence`)."""
     import psycopg
 
     params: dict[str, Any] = {
@@ -58,9 +61,11 @@ def listen_connection(
         "user": url.username,
         "password": url.password,
         "dbname": url.database,
+        **PG_LISTEN_KEEPALIVES,
     }
     params.update(url.query)  # e.g. options=-csearch_path=...
-    params["application_name"] = application_name
+    if application_name is not None:
+        params["application_name"] = application_name
     conn = psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v is not None})
     try:
         conn.execute(f"LISTEN {channel}")

@@ -29,12 +29,15 @@ from queue_core.dialects.claiming import TaskClaimer, create_claimer
 from queue_core.dialects.connections import RawWriter, idle_for
 from queue_core.dialects.finished import finished_payload
 from queue_core.dialects.guarded import GuardedStatements
-from queue_core.dialects.pg_listener import ListenerPresence, PgFinishedListener
+from queue_core.dialects.pg_listener import (
+    ListenerPresence,
+    PgFinishedListener,
+    listen_connection,
+)
 from queue_core.errors import NotSupportedOnBackend, UnsupportedDatabase
 from queue_core.settings import (
     PG_FINISHED_CHANNEL,
     PG_FINISHED_PAYLOAD_MAX_BYTES,
-    PG_LISTEN_KEEPALIVES,
     PG_LISTEN_PROBE_SECONDS,
     PG_MAX_OVERFLOW,
     PG_NOTIFY_CHANNEL,
@@ -311,22 +314,9 @@ class _ListenWaiter:
         self._woken.set()
 
     def _connect(self) -> Any:
-        import psycopg
-
-        params: dict[str, Any] = {
-            "host": self._url.host,
-            "port": self._url.port,
-            "user": self._url.username,
-            "password": self._url.password,
-            "dbname": self._url.database,
-            **PG_LISTEN_KEEPALIVES,
-        }
-        params.update(self._url.query)  # e.g. options=-csearch_path=...
-        conn = psycopg.connect(
-            autocommit=True, **{k: v for k, v in params.items() if v is not None}
-        )
+        # Not named like a wait's listener: writers would notify finished tasks for it.
+        conn = listen_connection(self._url, PG_NOTIFY_CHANNEL, application_name=None)
         try:
-            conn.execute(f"LISTEN {PG_NOTIFY_CHANNEL}")
             self.listening = self._delivers(conn)
         except BaseException:
             conn.close()
