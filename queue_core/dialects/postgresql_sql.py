@@ -335,6 +335,14 @@ def read_json(value: Any) -> Any:
 # every plan, generic ones included, primary-key lookups of the batch's ids rather than a hash
 # join against a scan of task_queue (as with the claim, tests/queue_core/test_explain.py). The
 # SET clauses, shared with SQLite, are in guarded_sql.py.
+#
+# The status guard is written ``IS NOT DISTINCT FROM`` (the same test: status is never NULL)
+# so that it does not prove ix_task_queue_lease_until's predicate (status = 'leased'). With
+# ``= 'leased'`` the planner could use that partial index, and did during drains: its
+# statistics say few rows are leased, so it read every entry of the index, live and dead (a
+# finished task's entry stays until vacuum), as a bitmap and filtered the batch's ids out of
+# them: ~490 index entries read per task drained, 2.3 ms instead of 0.3 ms per batch of 10
+# (tests/queue_core/test_explain.py).
 _GUARDED = """
 UPDATE task_queue AS q
 SET {assignments}
@@ -343,7 +351,7 @@ FROM unnest(CAST(:ids AS bigint[]), CAST(:workers AS text[]), CAST(:tokens AS bi
      AS b(b_id, b_worker, b_token, b_message, b_result, b_at)
 WHERE q.id = ANY(CAST(:ids AS bigint[]))
   AND q.id = b.b_id
-  AND q.status = 'leased'
+  AND q.status IS NOT DISTINCT FROM 'leased'
   AND q.locked_by = b.b_worker
   AND q.lease_token = b.b_token{guard}
 RETURNING q.id, q.status, q.cancel_requested, q.attempts, q.max_attempts, q.has_dependents

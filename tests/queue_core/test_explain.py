@@ -20,7 +20,9 @@ from sqlalchemy import text
 from queue_core.clock import utcnow
 from queue_core.database import Database
 from queue_core.dialects import postgresql_sql, sqlite_sql
+from queue_core.repositories import LeaseRepository, TaskRepository
 from queue_core.repositories.leases import NEXT_DUE
+from queue_core.schemas import TaskCreate
 from queue_core.states import SchedulingStrategy
 
 ROWS = 20_000
@@ -414,3 +416,26 @@ def test_the_idle_workers_next_due_read_is_one_step_into_the_fifo_index(db: Data
         plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(explain + sql))
     assert "ix_task_queue_due_fifo" in plan, plan
     assert not re.search(r"Seq Scan|SCAN task_queue$|TEMP B-TREE", plan, re.M), plan
+
+
+def test_guarded_batches_skip_the_leased_index_in_a_drain(db: Database) -> None:
+    """In a drain the leased rows' index holds every claimed task's entry, finished ones
+    included until vacuum, and the statistics (older than the bulk load) say few rows are
+    leased: a guard that proves the index's predicate made completions read all of it."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL plans")
+    TaskRepository(db).enqueue_many([TaskCreate(type="d", payload={}) for _ in range(3000)])
+    leases = LeaseRepository(db)
+    claimed = leases.claim("w", ["d"], limit=3000)
+    leases.complete_many([(task.lease, None) for task in claimed[:2000]])  # dead entries
+    batch = claimed[2000:2010]
+    params = {
+        **postgresql_sql.bind_guarded(
+            [(t.task_id, "w", t.lease_token, None, "null", None) for t in batch]
+        ),
+        "now": utcnow(),
+        "cancelled_message": "x",
+    }
+    plan = _explain_pg(db, postgresql_sql.GUARDED_SQL["complete"], params)
+    assert "pk_task_queue" in plan, plan
+    assert "ix_task_queue_lease_until" not in plan, plan
