@@ -592,7 +592,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"head `{head['short']}`{dirty} ({head['subject'][:70]}).",
         "",
         f"Sizes: {doc['sizes']}. Order: {doc['order']}. Load average (`/proc/loadavg`) before: "
-        f"`{doc['loadavg_start']}`, after: `{doc['loadavg_end']}`.",
+        f"`{doc['loadavg_start']}`, after: `{doc['loadavg_end']}`; {_noisy_text(doc)}.",
         "",
         "Trees: every job and worker process imported `queue_core` from its own tree "
         + (
@@ -654,6 +654,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
     if doc["notes"]:
         lines += ["", *[f"- {n}" for n in doc["notes"]]]
     return "\n".join(lines) + "\n"
+
+
+def _noisy_text(doc: dict[str, Any]) -> str:
+    runs = [r for tree in doc["raw"].values() for b in tree.values() for k in b.values() for r in k]
+    noisy = sum(1 for r in runs if r.get("noisy"))
+    return (
+        f"{noisy} of {len(runs)} jobs ran while other tenants kept more than the gate's share "
+        f"of the CPUs busy (waited {doc.get('waited_for_quiet_total_s', 0):.0f} s for quiet)"
+    )
 
 
 def _defaults_text(diff: dict[str, list[Any]]) -> str:
