@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 import tests.workers.handlers as handlers
+from queue_core.clock import Clock
 from queue_core.database import Database
-from queue_core.repositories import TaskRepository
+from queue_core.repositories import LeaseRepository, TaskRepository
 from queue_core.schemas import TaskCreate
 from tests.workers.conftest import wait_for_status, wait_until
 from tests.workers.test_runtime import records as records
@@ -131,22 +132,31 @@ def test_duration_average_follows_recent_runs() -> None:
     assert stats.average("t") == 0.5
 
 
-def _fetcher(types: list[str], prefetch: int = 10, concurrency: int = 1) -> Fetcher:
+def detached_fetcher(
+    types: list[str],
+    prefetch: int = 10,
+    concurrency: int = 1,
+    *,
+    leases: LeaseRepository | None = None,
+    clock: Clock | None = None,
+) -> Fetcher:
+    """A Fetcher without a completer, metrics or log: enough for its plans (the prefetch
+    plan; with ``leases`` and ``clock``, the idle wait)."""
     return Fetcher(
         config=WorkerConfig(prefetch=prefetch, concurrency=concurrency),
         worker_id="w",
         types=types,
         registry=Registry(),
-        completer=None,  # type: ignore[arg-type]  # not used by the plan
-        leases=None,  # type: ignore[arg-type]
+        completer=None,  # type: ignore[arg-type]  # not used by the plans
+        leases=leases,  # type: ignore[arg-type]
         metrics=None,  # type: ignore[arg-type]
-        clock=None,  # type: ignore[arg-type]
+        clock=clock,  # type: ignore[arg-type]
         log=None,  # type: ignore[arg-type]
     )
 
 
 def test_prefetch_plan_adapts_to_each_types_average_duration() -> None:
-    fetcher = _fetcher(["gpu", "quick", "new"])
+    fetcher = detached_fetcher(["gpu", "quick", "new"])
     assert fetcher.prefetch_plan() == (0, [])  # nothing measured yet: no prefetch
     fetcher.durations.observe("gpu", 60.0)
     assert fetcher.prefetch_plan() == (0, [])  # long tasks are never prefetched
@@ -154,8 +164,8 @@ def test_prefetch_plan_adapts_to_each_types_average_duration() -> None:
     assert fetcher.prefetch_plan() == (10, ["quick"])  # only the short type, the full prefetch
     fetcher.durations.observe("new", 0.02)
     assert fetcher.prefetch_plan() == (2, ["new", "quick"])  # 2 x 20 ms fit the 50 ms budget
-    assert _fetcher(["quick"], prefetch=0).prefetch_plan() == (0, [])
-    wide = _fetcher(["new"], concurrency=4)
+    assert detached_fetcher(["quick"], prefetch=0).prefetch_plan() == (0, [])
+    wide = detached_fetcher(["new"], concurrency=4)
     wide.durations.observe("new", 0.02)
     assert wide.prefetch_plan() == (10, ["new"])  # spread over 4 slots: the budget is 4 x 50 ms
 

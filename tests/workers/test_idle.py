@@ -15,8 +15,9 @@ from queue_core.database import Database
 from queue_core.repositories import LeaseRepository, TaskRepository
 from queue_core.settings import IDLE_SLEEP_MAX_SECONDS
 from tests.workers.conftest import wait_for_status
+from tests.workers.test_execution import detached_fetcher
 from tests.workers.test_runtime import records, test_handlers
-from workers import Registry, Worker, WorkerConfig
+from workers import Worker, WorkerConfig
 from workers.fetcher import Fetcher
 
 __all__ = ["records"]  # the fixture, used by name
@@ -38,17 +39,7 @@ def _spy(monkeypatch: pytest.MonkeyPatch, cls: type, name: str) -> list[float]:
 
 
 def _fetcher(db: Database, clock: ManualClock) -> Fetcher:
-    return Fetcher(
-        config=WorkerConfig(),
-        worker_id="w",
-        types=["t.noop"],
-        registry=Registry(),
-        completer=None,  # type: ignore[arg-type]  # idle_wait claims nothing
-        leases=LeaseRepository(db, clock),
-        metrics=None,  # type: ignore[arg-type]
-        clock=clock,
-        log=None,  # type: ignore[arg-type]
-    )
+    return detached_fetcher(["t.noop"], leases=LeaseRepository(db, clock), clock=clock)
 
 
 def test_idle_wait_sleeps_until_the_next_due_task(db: Database) -> None:
